@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make serve` (install + run the daemon) and `make test` (install + test).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: serve test lint bench install system-deps
+
+serve: $(STAMP) system-deps
+	$(BIN)/personad serve
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: $(STAMP) system-deps
+	$(BIN)/python benchmarks/bus.py
+
+install: $(STAMP)
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)

@@ -1,0 +1,124 @@
+"""The ``personad`` command line: ``serve`` runs the daemon, ``exec`` runs a command on it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from personad.client import DaemonClient
+from personad.config import Settings
+from personad.errors import BadRequestError, PersonadError
+
+home_option = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PERSONAD_HOME",
+    default=".continuum",
+    show_default=True,
+    help="state directory (env PERSONAD_HOME)",
+)
+
+
+def _fail(error: PersonadError) -> None:
+    click.echo(f"error [{error.code}]: {error.message}", err=True)
+    sys.exit(error.exit_code)
+
+
+@click.group()
+@click.version_option(package_name="personad")
+def main() -> None:
+    """PersonaDaemon: AI personas and humans on one command bus."""
+
+
+@main.command()
+@home_option
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="PERSONAD_HOST")
+@click.option("--port", type=int, default=8765, show_default=True, envvar="PERSONAD_PORT", help="0 = any free port")
+@click.option("--token", default=None, envvar="PERSONAD_TOKEN", help="use this token instead of the one in home")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(home: Path, host: str, port: int, token: str | None, log_level: str) -> None:
+    """Run the daemon in the foreground until SIGINT/SIGTERM."""
+    from personad.daemon import Daemon
+    from personad.server.serve import serve as run_server
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings(home=home, host=host, port=port, token=token)
+    except ValueError as exc:
+        _fail(BadRequestError(str(exc)))
+    try:
+        run_server(Daemon(settings), announce=lambda line: click.echo(line, err=False), log_level=log_level)
+    except OSError as exc:
+        _fail(PersonadError(f"cannot listen on {host}:{port}: {exc}", code="listen_failed"))
+
+
+def _parse_pairs(pairs: tuple[str, ...], as_json: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadRequestError(f"expected key=value, got {pair!r}", code="invalid_params")
+        if as_json:
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise BadRequestError(f"-j {key}: value is not JSON ({exc})", code="invalid_params") from None
+        else:
+            out[key] = value
+    return out
+
+
+def _print_human(result: dict[str, Any]) -> None:
+    if "commands" in result and isinstance(result["commands"], list):
+        for cmd in result["commands"]:
+            click.echo(f"{cmd['name']:<18} [{cmd['capability'] or '-'}] {cmd['description']}")
+        return
+    for key, value in result.items():
+        shown = value if isinstance(value, str | int | float | bool) or value is None else json.dumps(value)
+        click.echo(f"{key}: {shown}")
+
+
+@main.command("exec")
+@click.argument("command")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="string param (repeatable)")
+@click.option("-j", "--json-param", "json_params", multiple=True, metavar="KEY=JSON", help="JSON-valued param")
+@click.option("--params", "params_json", default=None, metavar="JSON", help="all params as one JSON object")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.option("--session", default="console", show_default=True, help="session id to run in")
+@home_option
+def exec_command(command: str, params: tuple[str, ...], json_params: tuple[str, ...], params_json: str | None,
+                 as_json: bool, session: str, home: Path) -> None:
+    """Run COMMAND on the running daemon, e.g. ``personad exec browser_js -p script=6*7``."""
+    try:
+        body: dict[str, Any] = {}
+        if params_json is not None:
+            try:
+                loaded = json.loads(params_json)
+            except json.JSONDecodeError as exc:
+                raise BadRequestError(f"--params is not JSON ({exc})", code="invalid_params") from None
+            if not isinstance(loaded, dict):
+                raise BadRequestError("--params must be a JSON object", code="invalid_params")
+            body.update(loaded)
+        body.update(_parse_pairs(params, as_json=False))
+        body.update(_parse_pairs(json_params, as_json=True))
+        with DaemonClient.from_home(home.expanduser().resolve(), session=session) as client:
+            result = client.execute(command, body)
+    except PersonadError as error:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": error.to_dict()}))
+            sys.exit(error.exit_code)
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_human(result)
+
+
+if __name__ == "__main__":
+    main()

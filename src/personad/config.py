@@ -1,0 +1,39 @@
+"""Configuration in one place: environment variables prefixed ``PERSONAD_`` and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CHROMIUM_ARGS: tuple[str, ...] = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+)
+
+
+class Settings(BaseSettings):
+    """Daemon settings. Every field can be set as ``PERSONAD_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PERSONAD_", extra="ignore")
+
+    home: Path = Field(default=Path(".continuum"), description="state directory")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535, description="0 picks a free port")
+    token: str | None = Field(default=None, description="overrides the token kept in home")
+    max_message_bytes: int = Field(default=1 << 20, ge=1024, description="largest WS message / HTTP body")
+    browser_executable: str = "/usr/bin/chromium"
+    browser_headless: bool = True
+    session_idle_seconds: float = Field(
+        default=900.0, description="idle detached sessions have their browser contexts closed after this"
+    )
+    default_room: str = "general"
+
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()

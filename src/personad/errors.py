@@ -1,0 +1,140 @@
+"""One error hierarchy for every transport.
+
+Each error carries a stable machine-readable ``code``, a human ``message`` that says how to fix the
+problem where we can, the HTTP status the HTTP transport answers with and the exit code the CLI exits
+with. WebSocket, HTTP and CLI all render the same ``to_dict()`` shape: ``{"code": ..., "message": ...}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PersonadError(Exception):
+    """Base of every error a client can see."""
+
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            # Instance-level override keeps one class per HTTP status while codes stay specific.
+            self.code = code  # type: ignore[misc]
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire shape shared by every transport."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class BadRequestError(PersonadError):
+    """The request itself is malformed: bad JSON, bad envelope, invalid params."""
+
+    code = "bad_request"
+    http_status = 400
+    exit_code = 2
+
+
+class InvalidParamsError(BadRequestError):
+    code = "invalid_params"
+
+
+class UnauthorizedError(PersonadError):
+    code = "unauthorized"
+    http_status = 401
+    exit_code = 3
+
+
+class ForbiddenError(PersonadError):
+    """Authenticated, but this session may not do that (capabilities, path confinement, membership)."""
+
+    code = "forbidden"
+    http_status = 403
+    exit_code = 4
+
+
+class CapabilityDeniedError(ForbiddenError):
+    code = "capability_denied"
+
+
+class PathEscapeError(ForbiddenError):
+    code = "path_escape"
+
+
+class NotFoundError(PersonadError):
+    code = "not_found"
+    http_status = 404
+    exit_code = 5
+
+
+class UnknownCommandError(NotFoundError):
+    code = "unknown_command"
+
+
+class ConflictError(PersonadError):
+    code = "conflict"
+    http_status = 409
+    exit_code = 6
+
+
+class PayloadTooLargeError(PersonadError):
+    code = "message_too_large"
+    http_status = 413
+    exit_code = 2
+
+
+class CommandFailedError(PersonadError):
+    """The command ran but could not do what was asked (a script threw, a page did not load)."""
+
+    code = "command_failed"
+    http_status = 422
+    exit_code = 8
+
+
+class UnavailableError(PersonadError):
+    """A dependency is not there: the daemon is not running, Chromium is not installed."""
+
+    code = "unavailable"
+    http_status = 503
+    exit_code = 7
+
+
+class InternalError(PersonadError):
+    code = "internal_error"
+    http_status = 500
+    exit_code = 1
+
+
+_BY_STATUS: dict[int, type[PersonadError]] = {
+    cls.http_status: cls
+    for cls in (
+        BadRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        ConflictError,
+        PayloadTooLargeError,
+        CommandFailedError,
+        UnavailableError,
+        InternalError,
+    )
+}
+
+
+def error_from_dict(data: dict[str, Any], http_status: int | None = None) -> PersonadError:
+    """Rebuild an error received over the wire (used by the CLI and the Python client)."""
+    cls = _BY_STATUS.get(http_status or 500, PersonadError)
+    return cls(
+        str(data.get("message", "unknown error")),
+        code=str(data.get("code", cls.code)),
+        details=data.get("details"),
+    )

@@ -1,0 +1,169 @@
+"""Chat rooms, memberships and messages in ``<home>/rooms.sqlite``.
+
+WAL with ``synchronous=FULL``: a message the daemon acknowledged survives a crash of the daemon or host.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from personad.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
+
+_ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    id TEXT PRIMARY KEY,
+    topic TEXT NOT NULL DEFAULT '',
+    created_by TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    room_id TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    session_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    joined_at REAL NOT NULL,
+    PRIMARY KEY (room_id, session_id)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room_id TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    session_id TEXT NOT NULL,
+    client_id TEXT,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_room ON messages(room_id, id);
+"""
+
+
+def validate_room_id(room: str) -> str:
+    if not _ROOM_ID.match(room):
+        raise BadRequestError(
+            f"invalid room name {room!r}: use 1-64 lowercase letters, digits, '_', '-' or '.'",
+            code="invalid_room",
+        )
+    return room
+
+
+@dataclass(frozen=True)
+class Sender:
+    session_id: str
+    client_id: str | None
+    kind: str
+    name: str
+
+
+class RoomStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def create(self, room: str, *, topic: str = "", created_by: str | None = None, exist_ok: bool = False) -> dict:
+        validate_room_id(room)
+        try:
+            self._db.execute(
+                "INSERT INTO rooms(id, topic, created_by, created_at) VALUES (?, ?, ?, ?)",
+                (room, topic, created_by, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            if not exist_ok:
+                raise ConflictError(f"room {room!r} already exists; join it with room_join", code="room_exists")
+        return self.get(room)
+
+    def get(self, room: str) -> dict[str, Any]:
+        row = self._db.execute(
+            "SELECT r.*, (SELECT COUNT(*) FROM members m WHERE m.room_id = r.id) AS members"
+            " FROM rooms r WHERE r.id = ?",
+            (room,),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"no room {room!r}; create it with room_create or list rooms with 'rooms'", code="room_not_found"
+            )
+        return dict(row)
+
+    def list(self, session_id: str | None = None) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT r.*, (SELECT COUNT(*) FROM members m WHERE m.room_id = r.id) AS members,"
+            " EXISTS(SELECT 1 FROM members m WHERE m.room_id = r.id AND m.session_id = ?) AS joined"
+            " FROM rooms r ORDER BY r.id",
+            (session_id,),
+        ).fetchall()
+        return [{**dict(r), "joined": bool(r["joined"])} for r in rows]
+
+    def join(self, room: str, sender: Sender) -> dict[str, Any]:
+        self.get(room)
+        self._db.execute(
+            "INSERT OR IGNORE INTO members(room_id, session_id, kind, name, joined_at) VALUES (?, ?, ?, ?, ?)",
+            (room, sender.session_id, sender.kind, sender.name, time.time()),
+        )
+        return self.get(room)
+
+    def leave(self, room: str, session_id: str) -> bool:
+        self.get(room)
+        cur = self._db.execute("DELETE FROM members WHERE room_id = ? AND session_id = ?", (room, session_id))
+        return cur.rowcount > 0
+
+    def is_member(self, room: str, session_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM members WHERE room_id = ? AND session_id = ?", (room, session_id)
+        ).fetchone()
+        return row is not None
+
+    def require_member(self, room: str, session_id: str) -> None:
+        self.get(room)
+        if not self.is_member(room, session_id):
+            raise ForbiddenError(f"not a member of room {room!r}; room_join it first", code="not_a_member")
+
+    def members(self, room: str) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT session_id FROM members WHERE room_id = ?", (room,))]
+
+    def post(self, room: str, sender: Sender, text: str) -> dict[str, Any]:
+        cur = self._db.execute(
+            "INSERT INTO messages(room_id, session_id, client_id, kind, name, text, ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (room, sender.session_id, sender.client_id, sender.kind, sender.name, text, time.time()),
+        )
+        row = self._db.execute("SELECT * FROM messages WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return _message(row)
+
+    def history(self, room: str, *, before: int | None, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` messages older than id ``before`` (newest page when None), oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM messages WHERE room_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (room, before if before is not None else 2**62, limit),
+        ).fetchall()
+        return [_message(r) for r in reversed(rows)]
+
+
+def _message(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "room": row["room_id"],
+        "text": row["text"],
+        "ts": row["ts"],
+        "sender": {
+            "session_id": row["session_id"],
+            "client_id": row["client_id"],
+            "kind": row["kind"],
+            "name": row["name"],
+        },
+    }

@@ -1,0 +1,53 @@
+"""Run the daemon under uvicorn on a socket we bind ourselves (so port 0 works and daemon.json is right)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from personad.daemon import Daemon
+from personad.server.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_server(daemon: Daemon, sock: socket.socket, *, log_level: str = "warning") -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(daemon),
+        log_level=log_level,
+        # The app enforces max_message_bytes itself with a structured error; this is only the hard stop.
+        ws_max_size=max(16 << 20, daemon.settings.max_message_bytes * 4),
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(daemon: Daemon, *, announce: Callable[[str], None] = print, log_level: str = "warning") -> None:
+    """Serve until SIGINT/SIGTERM; uvicorn's handlers drive a clean lifespan shutdown."""
+    settings = daemon.settings
+    sock = bind_socket(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    daemon.write_state_file(settings.host, port)
+    announce(f"personad {daemon.home} listening on {daemon.url}/?token={daemon.token}")
+    server = build_server(daemon, sock, log_level=log_level)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        daemon.remove_state_file()
+        sock.close()

@@ -1,0 +1,193 @@
+"""The WebSocket transport: ``{"type", "id", "data"}`` envelopes into the one CommandProcessor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from personad.bus.sessions import Client, Session, new_id
+from personad.errors import BadRequestError, PayloadTooLargeError, PersonadError, UnauthorizedError
+
+if TYPE_CHECKING:
+    from personad.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+OUTBOX_LIMIT = 4096  # queued messages per connection before a stalled client is dropped
+MAX_IN_FLIGHT = 64  # concurrent commands per connection; beyond that we stop reading (backpressure)
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_SESSION = 4400
+CLOSE_TRY_AGAIN = 1013
+MESSAGE_TYPES = ("execute_command", "ping")
+
+
+def _parse_capabilities(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    return [c.strip() for c in raw.split(",") if c.strip()]
+
+
+class WebSocketConnection:
+    """One client connection: reads envelopes, runs commands concurrently, writes from one task."""
+
+    def __init__(self, daemon: Daemon, websocket: WebSocket) -> None:
+        self.daemon = daemon
+        self.ws = websocket
+        self.client = Client(new_id("client"), self._enqueue)
+        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
+        self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.session: Session | None = None
+        self.overloaded = False
+
+    def _enqueue(self, message: dict[str, Any] | None) -> None:
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            # A client that does not read must not grow our memory without bound.
+            self.overloaded = True
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        params = self.ws.query_params
+        if not self.daemon.check_token(params.get("token")):
+            error = UnauthorizedError("missing or bad token: connect to /ws?token=<token from daemon.json>")
+            await self.ws.send_json({"type": "error", "id": None, "ok": False, "error": error.to_dict()})
+            await self.ws.close(CLOSE_UNAUTHORIZED)
+            return
+        try:
+            kind = params.get("kind", "api")
+            if kind == "persona":
+                raise BadRequestError("persona sessions are opened by the daemon, not over /ws", code="invalid_kind")
+            self.session = self.daemon.sessions.open(
+                kind=kind,
+                session_id=params.get("session"),
+                name=params.get("name"),
+                capabilities=_parse_capabilities(params.get("capabilities")),
+            )
+        except PersonadError as exc:
+            await self.ws.send_json({"type": "error", "id": None, "ok": False, "error": exc.to_dict()})
+            await self.ws.close(CLOSE_BAD_SESSION)
+            return
+        self.daemon.sessions.attach(self.session, self.client)
+        writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.client.id}")
+        self._enqueue({"type": "welcome", "id": None, "data": self.session.describe(self.client.id)})
+        try:
+            await self._read_loop()
+        finally:
+            await self._shutdown(writer)
+
+    async def _read_loop(self) -> None:
+        limit = self.daemon.settings.max_message_bytes
+        while not self.overloaded:
+            try:
+                message = await self.ws.receive()
+            except WebSocketDisconnect:
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None and message.get("bytes") is not None:
+                raw = message["bytes"]
+            size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw or b"")
+            if size > limit:
+                self._error(None, PayloadTooLargeError(f"message of {size} bytes exceeds the {limit}-byte limit"))
+                continue
+            await self._dispatch(raw)
+        if self.overloaded:
+            log.warning("client %s stopped reading; closing", self.client.id)
+            with contextlib.suppress(Exception):
+                await self.ws.close(CLOSE_TRY_AGAIN)
+
+    async def _dispatch(self, raw: str | bytes | None) -> None:
+        try:
+            envelope = json.loads(raw or "")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            self._error(None, BadRequestError(f"message is not valid JSON: {exc}", code="invalid_json"))
+            return
+        if not isinstance(envelope, dict):
+            self._error(None, BadRequestError("message must be a JSON object", code="invalid_message"))
+            return
+        request_id = envelope.get("id")
+        if request_id is not None and not isinstance(request_id, str | int):
+            self._error(None, BadRequestError("id must be a string or number", code="invalid_message"))
+            return
+        kind = envelope.get("type")
+        if kind == "ping":
+            self._enqueue({"type": "pong", "id": request_id, "data": envelope.get("data")})
+            return
+        if kind != "execute_command":
+            known = ", ".join(MESSAGE_TYPES)
+            error = BadRequestError(f"unknown message type {kind!r}; known: {known}", code="unknown_message_type")
+            self._error(request_id, error)
+            return
+        data = envelope.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("command"), str):
+            error = BadRequestError(
+                'execute_command needs data {"command": name, "params": {...}}', code="invalid_message"
+            )
+            self._result(request_id, error=error)
+            return
+        await self.in_flight.acquire()
+        task = asyncio.create_task(self._execute(request_id, data["command"], data.get("params")))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _execute(self, request_id: Any, command: str, params: Any) -> None:
+        assert self.session is not None
+        try:
+            result = await self.daemon.processor.execute(
+                self.session, command, params, client_id=self.client.id, request_id=request_id
+            )
+        except PersonadError as exc:
+            self._result(request_id, error=exc)
+        else:
+            self._result(request_id, result=result)
+        finally:
+            self.in_flight.release()
+
+    def _result(
+        self, request_id: Any, *, result: dict[str, Any] | None = None, error: PersonadError | None = None
+    ) -> None:
+        if error is None:
+            self._enqueue({"type": "command_result", "id": request_id, "ok": True, "result": result})
+        else:
+            self._enqueue({"type": "command_result", "id": request_id, "ok": False, "error": error.to_dict()})
+
+    def _error(self, request_id: Any, error: PersonadError) -> None:
+        self._enqueue({"type": "error", "id": request_id, "ok": False, "error": error.to_dict()})
+
+    async def _write_loop(self) -> None:
+        while True:
+            message = await self.outbox.get()
+            if message is None:
+                return
+            try:
+                await self.ws.send_text(json.dumps(message, default=str, separators=(",", ":")))
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            except Exception:  # e.g. the transport closed underneath us
+                log.debug("send failed on %s", self.client.id, exc_info=True)
+                return
+
+    async def _shutdown(self, writer: asyncio.Task[None]) -> None:
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=5)
+            for task in pending:
+                task.cancel()
+        if self.session is not None:
+            await self.daemon.sessions.detach(self.session, self.client.id)
+        with contextlib.suppress(asyncio.QueueFull):
+            self.outbox.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, timeout=2)
+        if not writer.done():
+            writer.cancel()
+        if self.ws.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
