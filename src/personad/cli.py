@@ -38,10 +38,18 @@ def main() -> None:
 @main.command()
 @home_option
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="PERSONAD_HOST")
-@click.option("--port", type=int, default=8765, show_default=True, envvar="PERSONAD_PORT", help="0 = any free port")
-@click.option("--token", default=None, envvar="PERSONAD_TOKEN", help="use this token instead of the one in home")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option(
+    "--port", type=int, default=8765, show_default=True, envvar="PERSONAD_PORT", help="0 = any free port"
+)
+@click.option(
+    "--token", default=None, envvar="PERSONAD_TOKEN", help="use this token instead of the one in home"
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
 def serve(home: Path, host: str, port: int, token: str | None, log_level: str) -> None:
     """Run the daemon in the foreground until SIGINT/SIGTERM."""
     from personad.daemon import Daemon
@@ -87,13 +95,22 @@ def _print_human(result: dict[str, Any]) -> None:
 @main.command("exec")
 @click.argument("command")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="string param (repeatable)")
-@click.option("-j", "--json-param", "json_params", multiple=True, metavar="KEY=JSON", help="JSON-valued param")
+@click.option(
+    "-j", "--json-param", "json_params", multiple=True, metavar="KEY=JSON", help="JSON-valued param"
+)
 @click.option("--params", "params_json", default=None, metavar="JSON", help="all params as one JSON object")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @click.option("--session", default="console", show_default=True, help="session id to run in")
 @home_option
-def exec_command(command: str, params: tuple[str, ...], json_params: tuple[str, ...], params_json: str | None,
-                 as_json: bool, session: str, home: Path) -> None:
+def exec_command(
+    command: str,
+    params: tuple[str, ...],
+    json_params: tuple[str, ...],
+    params_json: str | None,
+    as_json: bool,
+    session: str,
+    home: Path,
+) -> None:
     """Run COMMAND on the running daemon, e.g. ``personad exec browser_js -p script=6*7``."""
     try:
         body: dict[str, Any] = {}

@@ -12,12 +12,17 @@ from personad.errors import PersonadError, UnavailableError, error_from_dict
 
 
 class DaemonClient:
-    def __init__(self, url: str, token: str, *, session: str = "console", kind: str = "console",
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, session: str = "console", kind: str = "console", timeout: float = 120.0
+    ) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.url,
-            headers={"Authorization": f"Bearer {token}", "X-Personad-Session": session, "X-Personad-Kind": kind},
+            headers={
+                "Authorization": f"Bearer {token}",
+                "X-Personad-Session": session,
+                "X-Personad-Kind": kind,
+            },
             timeout=timeout,
         )
 
@@ -26,7 +31,8 @@ class DaemonClient:
         state = read_state(home)
         if state is None:
             raise UnavailableError(
-                f"no daemon running for home {home} (no daemon.json); start one with 'personad serve --home {home}'",
+                f"no daemon running for home {home} (no daemon.json);"
+                f" start one with 'personad serve --home {home}'",
                 code="daemon_not_running",
             )
         return cls(state["url"], state["token"], **kwargs)

@@ -69,7 +69,9 @@ class Daemon:
         self.sessions = SessionManager(self.home)
         self.events = EventBus(self.sessions)
         self.processor = CommandProcessor(self, self.registry, self.events)
-        self.browser = BrowserManager(self.settings.browser_executable, headless=self.settings.browser_headless)
+        self.browser = BrowserManager(
+            self.settings.browser_executable, headless=self.settings.browser_headless
+        )
         self.rooms: RoomStore = RoomStore(self.home / "rooms.sqlite")
         self.sessions.on_close(self._release_session)
         self._reaper: asyncio.Task[None] | None = None
@@ -99,7 +101,9 @@ class Daemon:
         request_id: str | None = None,
     ) -> dict[str, Any]:
         """Run a command as ``session`` through the one processor (the Python transport)."""
-        return await self.processor.execute(session, command, params, client_id=client_id, request_id=request_id)
+        return await self.processor.execute(
+            session, command, params, client_id=client_id, request_id=request_id
+        )
 
     def check_token(self, token: str | None) -> bool:
         return token is not None and secrets.compare_digest(token.encode(), self.token.encode())

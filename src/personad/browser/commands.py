@@ -121,7 +121,7 @@ async def browser_js(ctx: CommandContext, params: BrowserJsParams) -> dict[str, 
     async with state.lock:
         try:
             value = await asyncio.wait_for(state.page.evaluate(script), params.timeout_ms / 1000)
-        except (PlaywrightError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, PlaywrightError) as exc:
             raise _failure("script", exc) from None
     return {"value": value, "url": state.page.url}
 
@@ -139,7 +139,9 @@ async def screenshot(ctx: CommandContext, params: ScreenshotParams) -> dict[str,
             if params.selector is not None:
                 element = await state.page.wait_for_selector(params.selector, timeout=params.timeout_ms)
                 if element is None:
-                    raise CommandFailedError(f"selector {params.selector!r} matched nothing", code="not_found")
+                    raise CommandFailedError(
+                        f"selector {params.selector!r} matched nothing", code="not_found"
+                    )
                 data = await element.screenshot(**options)
             else:
                 data = await state.page.screenshot(full_page=params.full_page, **options)

@@ -43,7 +43,9 @@ class SessionBrowser:
         )
 
     def _on_page_error(self, error: PlaywrightError | Exception) -> None:
-        self.console.append({"type": "pageerror", "text": str(error), "url": self.page.url, "ts": time.time()})
+        self.console.append(
+            {"type": "pageerror", "text": str(error), "url": self.page.url, "ts": time.time()}
+        )
 
 
 class BrowserManager:
@@ -87,7 +89,9 @@ class BrowserManager:
                     executable_path=self.executable, headless=self.headless, args=list(self.args)
                 )
             except PlaywrightError as exc:
-                raise UnavailableError(f"Chromium failed to start: {exc}", code="browser_unavailable") from exc
+                raise UnavailableError(
+                    f"Chromium failed to start: {exc}", code="browser_unavailable"
+                ) from exc
             log.info("browser started: %s", self._browser.version)
             return self._browser
 

@@ -105,7 +105,9 @@ class CommandRegistry:
     def describe(self) -> list[dict[str, Any]]:
         return [c.describe() for c in self]
 
-    def load_plugins(self, modules: tuple[str, ...] = BUILTIN_PLUGINS, *, entry_point_plugins: bool = True) -> None:
+    def load_plugins(
+        self, modules: tuple[str, ...] = BUILTIN_PLUGINS, *, entry_point_plugins: bool = True
+    ) -> None:
         """Register the built-ins, then every installed ``personad.plugins`` entry point."""
         for module_name in modules:
             importlib.import_module(module_name).register(self)

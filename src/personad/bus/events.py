@@ -25,7 +25,7 @@ class EventBus:
         return lambda: self._listeners.remove(listener)
 
     def publish(self, event: str, data: dict[str, Any], *, to: Iterable[str] | None = None) -> int:
-        """Publish ``event``; when ``to`` names session ids, push it to their clients. Returns sessions reached."""
+        """Publish ``event``; push it to the clients of the sessions in ``to``. Returns sessions reached."""
         for listener in list(self._listeners):
             try:
                 listener(event, data)

@@ -90,7 +90,9 @@ class CommandProcessor:
         if params is None:
             params = {}
         if not isinstance(params, dict):
-            raise InvalidParamsError(f"params for {name!r} must be a JSON object, not {type(params).__name__}")
+            raise InvalidParamsError(
+                f"params for {name!r} must be a JSON object, not {type(params).__name__}"
+            )
         try:
             parsed = command.params.model_validate(params)
         except ValidationError as exc:

@@ -136,7 +136,8 @@ class SessionManager:
             validate_session_id(session_id)
             live = self._live.get(session_id)
             if live is not None:
-                if live.kind != kind or live.capabilities != caps:
+                # Resuming without naming capabilities takes the session as it is.
+                if live.kind != kind or (capabilities is not None and live.capabilities != caps):
                     raise ConflictError(
                         f"session {session_id!r} is live as kind {live.kind!r} with other capabilities;"
                         " reconnect with the same kind and capabilities or use another session id",

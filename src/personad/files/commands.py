@@ -82,7 +82,12 @@ async def file_read(ctx: CommandContext, params: FileReadParams) -> dict[str, An
             raise BadRequestError(
                 f"{params.path!r} is not UTF-8 text; read it with encoding=base64", code="not_text"
             ) from None
-    return {"path": relative_name(root, target), "encoding": params.encoding, "bytes": size, "content": content}
+    return {
+        "path": relative_name(root, target),
+        "encoding": params.encoding,
+        "bytes": size,
+        "content": content,
+    }
 
 
 async def file_list(ctx: CommandContext, params: FileListParams) -> dict[str, Any]:

@@ -16,7 +16,9 @@ def resolve_inside(root: Path, relative: str) -> Path:
     if "\x00" in relative:
         raise PathEscapeError("path contains a NUL byte")
     if relative.startswith(("/", "\\")) or PureWindowsPath(relative).drive:
-        raise PathEscapeError(f"absolute path {relative!r} refused; give a path relative to the session artifacts")
+        raise PathEscapeError(
+            f"absolute path {relative!r} refused; give a path relative to the session artifacts"
+        )
     parts = PurePosixPath(relative.replace("\\", "/")).parts
     if ".." in parts:
         raise PathEscapeError(f"path {relative!r} refused: '..' may not appear in session paths")

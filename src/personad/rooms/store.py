@@ -76,7 +76,9 @@ class RoomStore:
     def close(self) -> None:
         self._db.close()
 
-    def create(self, room: str, *, topic: str = "", created_by: str | None = None, exist_ok: bool = False) -> dict:
+    def create(
+        self, room: str, *, topic: str = "", created_by: str | None = None, exist_ok: bool = False
+    ) -> dict:
         validate_room_id(room)
         try:
             self._db.execute(
@@ -85,7 +87,9 @@ class RoomStore:
             )
         except sqlite3.IntegrityError:
             if not exist_ok:
-                raise ConflictError(f"room {room!r} already exists; join it with room_join", code="room_exists")
+                raise ConflictError(
+                    f"room {room!r} already exists; join it with room_join", code="room_exists"
+                ) from None
         return self.get(room)
 
     def get(self, room: str) -> dict[str, Any]:
@@ -96,7 +100,8 @@ class RoomStore:
         ).fetchone()
         if row is None:
             raise NotFoundError(
-                f"no room {room!r}; create it with room_create or list rooms with 'rooms'", code="room_not_found"
+                f"no room {room!r}; create it with room_create or list rooms with 'rooms'",
+                code="room_not_found",
             )
         return dict(row)
 
@@ -112,7 +117,8 @@ class RoomStore:
     def join(self, room: str, sender: Sender) -> dict[str, Any]:
         self.get(room)
         self._db.execute(
-            "INSERT OR IGNORE INTO members(room_id, session_id, kind, name, joined_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO members(room_id, session_id, kind, name, joined_at)"
+            " VALUES (?, ?, ?, ?, ?)",
             (room, sender.session_id, sender.kind, sender.name, time.time()),
         )
         return self.get(room)

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +32,7 @@ from personad.server.websocket import WebSocketConnection
 
 SESSION_HEADER = "x-personad-session"
 KIND_HEADER = "x-personad-kind"
+CAPABILITIES_HEADER = "x-personad-capabilities"
 DEFAULT_HTTP_SESSION = "api"
 PUBLIC_PATHS = ("/healthz", "/static/", "/favicon.ico")
 
@@ -48,8 +50,6 @@ def request_token(scope: Scope) -> str | None:
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer":
                 return token.strip()
-    from urllib.parse import parse_qs
-
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
     return values[0] if values else None
 
@@ -103,10 +103,14 @@ async def _read_json_body(request: Request, limit: int) -> Any:
 def http_session(daemon: Daemon, request: Request) -> Session:
     """HTTP callers name their session in ``X-Personad-Session`` (default: the shared ``api`` session)."""
     session_id = request.headers.get(SESSION_HEADER, DEFAULT_HTTP_SESSION)
-    kind = request.headers.get(KIND_HEADER, "console" if session_id == "console" else "api")
+    live = daemon.sessions.find(session_id)
+    default_kind = live.kind if live is not None else "console" if session_id == "console" else "api"
+    kind = request.headers.get(KIND_HEADER, default_kind)
     if kind not in ("api", "console", "browser"):
         raise BadRequestError(f"{KIND_HEADER} must be api, console or browser", code="invalid_kind")
-    return daemon.sessions.open(kind=kind, session_id=session_id)
+    raw_caps = request.headers.get(CAPABILITIES_HEADER)
+    capabilities = [c.strip() for c in raw_caps.split(",") if c.strip()] if raw_caps is not None else None
+    return daemon.sessions.open(kind=kind, session_id=session_id, capabilities=capabilities)
 
 
 def create_app(daemon: Daemon, *, manage_lifecycle: bool = True) -> FastAPI:
@@ -206,7 +210,10 @@ def _openapi(app: FastAPI, daemon: Daemon) -> dict[str, Any]:
                 "operationId": f"command_{command.name}",
                 "tags": ["commands"],
                 "description": f"Needs capability: {command.capability or '(none)'}",
-                "requestBody": {"required": False, "content": {"application/json": {"schema": params_schema}}},
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": params_schema}},
+                },
                 "responses": {
                     "200": {"description": '{"ok": true, "result": {...}}'},
                     "4XX": {"description": '{"ok": false, "error": {"code", "message"}}'},

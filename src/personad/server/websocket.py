@@ -63,7 +63,9 @@ class WebSocketConnection:
         try:
             kind = params.get("kind", "api")
             if kind == "persona":
-                raise BadRequestError("persona sessions are opened by the daemon, not over /ws", code="invalid_kind")
+                raise BadRequestError(
+                    "persona sessions are opened by the daemon, not over /ws", code="invalid_kind"
+                )
             self.session = self.daemon.sessions.open(
                 kind=kind,
                 session_id=params.get("session"),
@@ -96,7 +98,9 @@ class WebSocketConnection:
                 raw = message["bytes"]
             size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw or b"")
             if size > limit:
-                self._error(None, PayloadTooLargeError(f"message of {size} bytes exceeds the {limit}-byte limit"))
+                self._error(
+                    None, PayloadTooLargeError(f"message of {size} bytes exceeds the {limit}-byte limit")
+                )
                 continue
             await self._dispatch(raw)
         if self.overloaded:
@@ -123,7 +127,9 @@ class WebSocketConnection:
             return
         if kind != "execute_command":
             known = ", ".join(MESSAGE_TYPES)
-            error = BadRequestError(f"unknown message type {kind!r}; known: {known}", code="unknown_message_type")
+            error = BadRequestError(
+                f"unknown message type {kind!r}; known: {known}", code="unknown_message_type"
+            )
             self._error(request_id, error)
             return
         data = envelope.get("data")

@@ -1,0 +1,71 @@
+"""File commands stay inside the session's artifacts directory."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+
+from tests.conftest import RunningDaemon
+
+
+def test_write_read_list_roundtrip(running: RunningDaemon) -> None:
+    with running.ws(session="files1") as ws:
+        wrote = ws.call("file_write", {"path": "notes/a.txt", "content": "héllo"})["result"]
+        assert wrote["path"] == "notes/a.txt" and wrote["bytes"] == len("héllo".encode())
+        ws.call("file_write", {"path": "notes/a.txt", "content": " world", "append": True})
+        assert ws.call("file_read", {"path": "notes/a.txt"})["result"]["content"] == "héllo world"
+        blob = bytes(range(256))
+        ws.call(
+            "file_write", {"path": "b.bin", "content": base64.b64encode(blob).decode(), "encoding": "base64"}
+        )
+        read = ws.call("file_read", {"path": "b.bin", "encoding": "base64"})["result"]
+        assert base64.b64decode(read["content"]) == blob
+        assert ws.call("file_read", {"path": "b.bin"})["error"]["code"] == "not_text"
+        listing = ws.call("file_list", {"recursive": True})["result"]["entries"]
+        assert {(e["path"], e["type"]) for e in listing} == {
+            ("b.bin", "file"),
+            ("notes", "dir"),
+            ("notes/a.txt", "file"),
+        }
+        on_disk = running.home / "sessions" / "files1" / "artifacts" / "notes" / "a.txt"
+        assert on_disk.read_text() == "héllo world"
+
+
+@pytest.mark.parametrize(
+    "path", ["../secret", "notes/../../x", "/etc/passwd", "\\etc\\passwd", "C:/windows", "a/../../b"]
+)
+def test_escapes_are_refused(running: RunningDaemon, path: str) -> None:
+    with running.ws() as ws:
+        for command, params in [
+            ("file_write", {"path": path, "content": "x"}),
+            ("file_read", {"path": path}),
+            ("file_list", {"path": path}),
+        ]:
+            reply = ws.call(command, params)
+            assert reply["ok"] is False and reply["error"]["code"] == "path_escape", (command, path)
+
+
+def test_symlink_escape_is_refused(running: RunningDaemon, tmp_path: os.PathLike[str]) -> None:
+    outside = running.home / "outside.txt"
+    outside.write_text("host secret")
+    with running.ws(session="files2") as ws:
+        artifacts = running.home / "sessions" / "files2" / "artifacts"
+        (artifacts / "link").symlink_to(outside)
+        (artifacts / "dirlink").symlink_to(running.home)
+        assert ws.call("file_read", {"path": "link"})["error"]["code"] == "path_escape"
+        assert ws.call("file_write", {"path": "link", "content": "pwned"})["error"]["code"] == "path_escape"
+        assert ws.call("file_read", {"path": "dirlink/token"})["error"]["code"] == "path_escape"
+        assert ws.call("file_list", {"path": "dirlink"})["error"]["code"] == "path_escape"
+        # Listing shows the link without following it.
+        entries = {e["path"]: e["type"] for e in ws.call("file_list")["result"]["entries"]}
+        assert entries["link"] == "symlink"
+    assert outside.read_text() == "host secret"
+
+
+def test_sessions_do_not_see_each_others_files(running: RunningDaemon) -> None:
+    with running.ws(session="owner") as a, running.ws(session="other") as b:
+        a.call("file_write", {"path": "mine.txt", "content": "private"})
+        assert b.call("file_read", {"path": "mine.txt"})["error"]["code"] == "file_not_found"
+        assert b.call("file_list")["result"]["entries"] == []
