@@ -90,7 +90,10 @@ def _failure(action: str, exc: Exception) -> CommandFailedError:
 
 
 async def browser_navigate(ctx: CommandContext, params: NavigateParams) -> dict[str, Any]:
-    """Load a URL in this session's page."""
+    """Load a URL in this session's page.
+
+    Returns `{"url", "title", "status"}`. Only http(s), data: and about: URLs (`invalid_url` otherwise).
+    """
     state = await _page(ctx)
     async with state.lock:
         response = await _goto(state, params.url, params.wait_until, params.timeout_ms)
@@ -110,7 +113,10 @@ async def _goto(state: SessionBrowser, url: str, wait_until: Any, timeout_ms: in
 
 
 async def browser_js(ctx: CommandContext, params: BrowserJsParams) -> dict[str, Any]:
-    """Evaluate JavaScript in this session's page and return its JSON-serialisable value."""
+    """Evaluate JavaScript in this session's page and return its JSON-serialisable value.
+
+    Returns `{"value", "url"}`; a thrown error is `browser_error`, a hang past timeout_ms is `timeout`.
+    """
     script = params.script
     if params.encoding == "base64":
         try:
@@ -127,7 +133,11 @@ async def browser_js(ctx: CommandContext, params: BrowserJsParams) -> dict[str, 
 
 
 async def screenshot(ctx: CommandContext, params: ScreenshotParams) -> dict[str, Any]:
-    """Capture this session's page (or one element) into artifacts/screenshots/."""
+    """Capture this session's page (or one element) into artifacts/screenshots/.
+
+    Returns `{"path" (absolute), "artifact" (relative), "url" (HTTP, needs the token), "width", "height",
+    "bytes", "format", "page_url"}`.
+    """
     state = await _page(ctx)
     async with state.lock:
         if params.url is not None:
@@ -171,7 +181,11 @@ async def screenshot(ctx: CommandContext, params: ScreenshotParams) -> dict[str,
 
 
 async def browser_console(ctx: CommandContext, params: ConsoleParams) -> dict[str, Any]:
-    """Console messages and page errors captured on this session's page (the devtools view)."""
+    """Console messages and page errors captured on this session's page (the devtools view).
+
+    Returns `{"entries": [{type, text, url, line, ts}], "count"}`; `type` is log, warning, error, …,
+    or `pageerror` for an uncaught exception. The last 1000 are kept.
+    """
     state = await _page(ctx)
     entries = list(state.console)[-params.limit :]
     if params.clear:

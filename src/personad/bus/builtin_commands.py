@@ -16,7 +16,11 @@ class PingParams(BaseModel):
 
 
 async def list_commands(ctx: CommandContext, params: NoParams) -> dict[str, Any]:
-    """List every command with its params JSON schema and the capability it needs."""
+    """List every command with its params JSON schema and the capability it needs.
+
+    Returns `{"commands": [{name, description, capability, params_schema, allowed}]}`; `allowed` says whether
+    this session holds the capability.
+    """
     commands = ctx.daemon.registry.describe()
     for entry in commands:
         entry["allowed"] = ctx.session.can(entry["capability"])
@@ -24,12 +28,18 @@ async def list_commands(ctx: CommandContext, params: NoParams) -> dict[str, Any]
 
 
 async def describe_session(ctx: CommandContext, params: NoParams) -> dict[str, Any]:
-    """Who am I: client id, session id and kind, capabilities, session directory."""
+    """Who am I: client id, session id and kind, capabilities, session directory.
+
+    Returns `{session_id, client_id, kind, name, capabilities, directory, artifacts_dir, clients}`.
+    """
     return ctx.session.describe(ctx.client_id)
 
 
 async def ping(ctx: CommandContext, params: PingParams) -> dict[str, Any]:
-    """Do nothing and answer; the bus round-trip benchmark runs this."""
+    """Do nothing and answer; the bus round-trip benchmark runs this.
+
+    Returns `{"pong": true, "echo": <echo>}`.
+    """
     return {"pong": True, "echo": params.echo}
 
 

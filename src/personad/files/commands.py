@@ -40,7 +40,11 @@ class FileListParams(BaseModel):
 
 
 async def file_write(ctx: CommandContext, params: FileWriteParams) -> dict[str, Any]:
-    """Write (or append to) a file in the session's artifacts dir."""
+    """Write (or append to) a file in the session's artifacts dir.
+
+    Returns `{"path", "absolute_path", "bytes"}`. Absolute paths, `..` and symlinks leading out are refused
+    (`path_escape`).
+    """
     root = ctx.session.artifacts_dir
     target = resolve_inside(root, params.path)
     if target == root.resolve() or target.is_dir():
@@ -62,7 +66,10 @@ async def file_write(ctx: CommandContext, params: FileWriteParams) -> dict[str, 
 
 
 async def file_read(ctx: CommandContext, params: FileReadParams) -> dict[str, Any]:
-    """Read a file from the session's artifacts dir."""
+    """Read a file from the session's artifacts dir.
+
+    Returns `{"path", "encoding", "bytes", "content"}`; `not_text` for binary files read as utf8.
+    """
     root = ctx.session.artifacts_dir
     target = resolve_inside(root, params.path)
     if not target.is_file():
@@ -91,7 +98,10 @@ async def file_read(ctx: CommandContext, params: FileReadParams) -> dict[str, An
 
 
 async def file_list(ctx: CommandContext, params: FileListParams) -> dict[str, Any]:
-    """List files in the session's artifacts dir (or a folder of it)."""
+    """List files in the session's artifacts dir (or a folder of it).
+
+    Returns `{"path", "entries": [{path, type: file|dir|symlink, bytes}]}`; symlinks are listed, not followed.
+    """
     root = ctx.session.artifacts_dir
     target = resolve_inside(root, params.path)
     if not target.is_dir():

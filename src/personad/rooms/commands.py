@@ -38,7 +38,10 @@ def _sender(ctx: CommandContext) -> Sender:
 
 
 async def room_create(ctx: CommandContext, params: RoomCreateParams) -> dict[str, Any]:
-    """Create a room (and join it unless join=false)."""
+    """Create a room (and join it unless join=false).
+
+    Returns `{"room": {id, topic, created_by, created_at, members}, "joined": bool}`; `room_exists` if taken.
+    """
     rooms = ctx.daemon.rooms
     room = rooms.create(params.room, topic=params.topic, created_by=ctx.session.id)
     if params.join:
@@ -49,14 +52,20 @@ async def room_create(ctx: CommandContext, params: RoomCreateParams) -> dict[str
 
 
 async def room_join(ctx: CommandContext, params: RoomParams) -> dict[str, Any]:
-    """Join a room: its messages are pushed to this session from now on."""
+    """Join a room: its messages are pushed to this session from now on.
+
+    Returns `{"room": {...}, "joined": true}`; members get a `room_joined` event.
+    """
     room = ctx.daemon.rooms.join(params.room, _sender(ctx))
     _announce(ctx, "room_joined", params.room)
     return {"room": room, "joined": True}
 
 
 async def room_leave(ctx: CommandContext, params: RoomParams) -> dict[str, Any]:
-    """Leave a room."""
+    """Leave a room.
+
+    Returns `{"room": id, "left": bool}` (false when this session was not a member).
+    """
     left = ctx.daemon.rooms.leave(params.room, ctx.session.id)
     if left:
         _announce(ctx, "room_left", params.room, include_self=True)
@@ -64,12 +73,19 @@ async def room_leave(ctx: CommandContext, params: RoomParams) -> dict[str, Any]:
 
 
 async def list_rooms(ctx: CommandContext, params: NoParams) -> dict[str, Any]:
-    """List rooms, with member counts and whether this session has joined."""
+    """List rooms, with member counts and whether this session has joined.
+
+    Returns `{"rooms": [{id, topic, created_by, created_at, members, joined}]}`.
+    """
     return {"rooms": ctx.daemon.rooms.list(ctx.session.id)}
 
 
 async def chat(ctx: CommandContext, params: ChatParams) -> dict[str, Any]:
-    """Post a message to a room this session has joined; members get a chat_message event."""
+    """Post a message to a room this session has joined; members get a chat_message event.
+
+    Returns `{"message": {id, room, text, ts, sender: {session_id, client_id, kind, name}},
+    "delivered_sessions": n}`; `not_a_member` unless joined.
+    """
     rooms = ctx.daemon.rooms
     rooms.require_member(params.room, ctx.session.id)
     message = rooms.post(params.room, _sender(ctx), params.text)
@@ -78,7 +94,10 @@ async def chat(ctx: CommandContext, params: ChatParams) -> dict[str, Any]:
 
 
 async def chat_history(ctx: CommandContext, params: ChatHistoryParams) -> dict[str, Any]:
-    """A page of a room's messages, oldest first; pass next_before as before for the previous page."""
+    """A page of a room's messages, oldest first; pass next_before as before for the previous page.
+
+    Returns `{"room", "messages": [...], "next_before": id | null}`; members only.
+    """
     rooms = ctx.daemon.rooms
     rooms.require_member(params.room, ctx.session.id)
     messages = rooms.history(params.room, before=params.before, limit=params.limit)
