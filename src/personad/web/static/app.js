@@ -147,7 +147,12 @@ class Bus extends EventTarget {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const query = new URLSearchParams({ token: this.token, kind: "browser", session: this.sessionId, name: this.name });
+    const query = new URLSearchParams({
+      token: this.token,
+      kind: "browser",
+      session: this.sessionId,
+      name: this.name,
+    });
     return `${scheme}//${location.host}/ws?${query}`;
   }
 
@@ -284,6 +289,7 @@ const bus = new Bus({ token, sessionId: storedSessionId(), name: storedName() })
 
 const ui = {
   rooms: [], // the last `rooms` result
+  roomsLoaded: false,
   room: null, // the selected room's id
   messages: new Map(), // id → message, for the selected room
   nextBefore: null,
@@ -318,6 +324,7 @@ bus.on("state", ({ state, text }) => {
   node.dataset.state = state;
   node.textContent = text;
   document.body.dataset.connection = state;
+  renderRooms();
   updateControls();
 });
 
@@ -326,7 +333,8 @@ bus.on("bus-error", (error) => console.warn("personad:", error.code, error.messa
 bus.on("welcome", (info) => {
   $("session-id").textContent = info.session_id;
   $("session-kind").textContent = info.kind;
-  $("session-capabilities").textContent = info.capabilities.join(", ") || "(none)";
+  const caps = info.capabilities;
+  $("session-capabilities").textContent = caps.includes("*") ? "all (*)" : caps.join(", ") || "(none)";
   $("session-info").title = `client ${info.client_id} · name ${info.name} · ${info.directory}`;
   updateNameHint();
   void refreshAll();
@@ -371,6 +379,7 @@ async function refreshRooms() {
   try {
     const { rooms } = await bus.call("rooms");
     ui.rooms = rooms;
+    ui.roomsLoaded = true;
     showError($("rooms-error"), null);
   } catch (error) {
     showError($("rooms-error"), error);
@@ -393,13 +402,14 @@ function queueRoomsRefresh() {
 function renderRooms() {
   const list = $("room-list");
   if (ui.rooms.length === 0) {
-    list.replaceChildren(el("li", { class: "placeholder" }, "no rooms"));
+    list.replaceChildren(el("li", { class: "placeholder" }, ui.roomsLoaded ? "no rooms" : "loading…"));
     return;
   }
   list.replaceChildren(...ui.rooms.map(roomItem));
 }
 
 function roomItem(room) {
+  const offline = bus.state !== "open";
   const current = room.id === ui.room;
   const unread = ui.unread.get(room.id) || 0;
   const name = el("span", { class: "room-name" }, `#${room.id}`);
@@ -407,19 +417,35 @@ function roomItem(room) {
   const title = room.joined
     ? el(
         "button",
-        { type: "button", class: "room-select", "aria-current": current ? "true" : null, onclick: () => selectRoom(room.id) },
+        {
+          type: "button",
+          class: "room-select",
+          "aria-current": current ? "true" : null,
+          disabled: offline,
+          onclick: () => selectRoom(room.id),
+        },
         name,
         badge,
       )
     : el("span", { class: "room-select not-joined" }, name);
-  const action = room.joined
-    ? el("button", { type: "button", class: "room-leave small", "aria-label": `Leave ${room.id}`, onclick: () => leaveRoom(room.id) }, "Leave")
-    : el("button", { type: "button", class: "room-join small", "aria-label": `Join ${room.id}`, onclick: () => joinRoom(room.id) }, "Join");
+  const verb = room.joined ? "Leave" : "Join";
+  const action = el(
+    "button",
+    {
+      type: "button",
+      class: `room-${verb.toLowerCase()} small`,
+      "aria-label": `${verb} ${room.id}`,
+      disabled: offline,
+      onclick: () => (room.joined ? leaveRoom(room.id) : joinRoom(room.id)),
+    },
+    verb,
+  );
   const members = `${room.members} member${room.members === 1 ? "" : "s"}`;
   const meta = el("span", { class: "room-meta" }, room.topic ? `${members} · ${room.topic}` : members);
+  const classes = `room${current ? " current" : ""}${room.joined ? " joined" : ""}`;
   return el(
     "li",
-    { class: `room${current ? " current" : ""}${room.joined ? " joined" : ""}`, dataset: { room: room.id, joined: String(room.joined) } },
+    { class: classes, dataset: { room: room.id, joined: String(room.joined) } },
     title,
     action,
     meta,
@@ -667,7 +693,9 @@ function renderCommandSelect() {
     el(
       "optgroup",
       { label: group ? `needs “${group}”` : "any session" },
-      ...groups.get(group).map((c) => el("option", { value: c.name }, c.allowed ? c.name : `${c.name} (not allowed)`)),
+      ...groups
+        .get(group)
+        .map((c) => el("option", { value: c.name }, c.allowed ? c.name : `${c.name} (not allowed)`)),
     ),
   );
   $("command-select").replaceChildren(el("option", { value: "" }, "— choose a command —"), ...options);
@@ -678,9 +706,8 @@ function selectCommand(name) {
   ui.command = command;
   $("command-select").value = command ? command.name : "";
   const description = $("command-description");
-  description.textContent = command
-    ? `${command.description}${command.allowed ? "" : ` — this session lacks the “${command.capability}” capability`}`
-    : "";
+  const denied = command && !command.allowed ? ` — this session lacks the “${command.capability}” capability` : "";
+  description.textContent = command ? `${command.description}${denied}` : "";
   ui.fields = command ? schemaFields(command.params_schema) : [];
   const container = $("command-fields");
   container.replaceChildren(...ui.fields.map(renderField));
@@ -690,7 +717,8 @@ function selectCommand(name) {
 
 /** Follow $ref (into $defs) and single-member allOf; keywords beside a $ref win (pydantic puts them there). */
 function resolveSchema(schema, root, depth = 0) {
-  if (!schema || typeof schema !== "object" || depth > 32) return schema && typeof schema === "object" ? schema : {};
+  if (!schema || typeof schema !== "object") return {};
+  if (depth > 32) return schema; // a cyclic $ref: stop resolving
   let out = schema;
   if (typeof out.$ref === "string") {
     const { $ref, ...rest } = out;
@@ -716,7 +744,9 @@ function lookupRef(root, ref) {
 function schemaFields(schema) {
   const top = resolveSchema(schema, schema);
   const required = new Set(top.required || []);
-  return Object.entries(top.properties || {}).map(([name, prop]) => fieldSpec(name, prop, schema, required.has(name)));
+  return Object.entries(top.properties || {}).map(([name, property]) =>
+    fieldSpec(name, property, schema, required.has(name)),
+  );
 }
 
 /** Reduce one property schema to what the form needs: kind, options, default, help. */
@@ -798,7 +828,13 @@ function renderField(spec) {
         control = el("input", { ...common, type: "checkbox", checked: spec.default === true });
         inline = true;
       } else {
-        control = el("select", common, el("option", { value: "" }, "—"), el("option", { value: "true" }, "true"), el("option", { value: "false" }, "false"));
+        control = el(
+          "select",
+          common,
+          el("option", { value: "" }, "—"),
+          el("option", { value: "true" }, "true"),
+          el("option", { value: "false" }, "false"),
+        );
       }
       break;
     case "enum": {
@@ -834,7 +870,7 @@ function renderField(spec) {
       break;
     }
     case "string": {
-      const long = LONG_TEXT_PARAMS.test(spec.name) || (spec.schema.maxLength === undefined && spec.schema.format === "textarea");
+      const long = LONG_TEXT_PARAMS.test(spec.name) || spec.schema.format === "textarea";
       const placeholder = spec.nullable || !spec.required ? "blank = leave out" : null;
       if (long) {
         control = el("textarea", { ...common, rows: "4", spellcheck: "false", placeholder });
@@ -846,7 +882,13 @@ function renderField(spec) {
       break;
     }
     default:
-      control = el("textarea", { ...common, rows: "3", class: "json", spellcheck: "false", placeholder: "JSON, blank = leave out" });
+      control = el("textarea", {
+        ...common,
+        rows: "3",
+        class: "json",
+        spellcheck: "false",
+        placeholder: "JSON, blank = leave out",
+      });
       if (spec.hasDefault) control.value = JSON.stringify(spec.default, null, 2);
   }
   return el(
@@ -980,7 +1022,11 @@ function showResult({ command, result, error, ms }) {
     );
     $("command-output").textContent = JSON.stringify(error instanceof BusError ? error.toJSON() : error, null, 2);
   } else {
-    status.replaceChildren(el("span", { class: "badge ok" }, "ok"), ` ${command}`, el("span", { class: "muted" }, took));
+    status.replaceChildren(
+      el("span", { class: "badge ok" }, "ok"),
+      ` ${command}`,
+      el("span", { class: "muted" }, took),
+    );
     $("command-output").textContent = JSON.stringify(result, null, 2);
   }
   const src = error ? null : imageUrl(result);
@@ -996,6 +1042,7 @@ function showResult({ command, result, error, ms }) {
     image.removeAttribute("src");
     $("result-caption").textContent = "";
   }
+  box.scrollIntoView({ block: "nearest" });
 }
 
 // ---------------------------------------------------------------------------------------------------
