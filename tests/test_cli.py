@@ -27,6 +27,7 @@ def _run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 def _start(home: Path, *extra: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [*PERSONAD, "serve", "--home", str(home), "--port", "0", "--log-level", "warning", *extra],
+        env={**os.environ, "PERSONAD_DEFAULT_PERSONA": ""},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -138,7 +139,7 @@ def test_exec_without_daemon(tmp_path: Path) -> None:
 
 def test_token_override_and_env_home(tmp_path: Path) -> None:
     home = tmp_path / "envhome"
-    env = {**os.environ, "PERSONAD_HOME": str(home)}
+    env = {**os.environ, "PERSONAD_HOME": str(home), "PERSONAD_DEFAULT_PERSONA": ""}
     proc = subprocess.Popen(
         [*PERSONAD, "serve", "--port", "0", "--token", "fixed-token-123"],
         env=env,

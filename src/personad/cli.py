@@ -137,5 +137,13 @@ def exec_command(
         _print_human(result)
 
 
+def _register_persona_verbs() -> None:
+    from personad import cli_personas
+
+    cli_personas.register(main, home_option, _fail)
+
+
+_register_persona_verbs()
+
 if __name__ == "__main__":
     main()

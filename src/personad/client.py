@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from personad.daemon import read_state
 from personad.errors import PersonadError, UnavailableError, error_from_dict
+from personad.state import read_state
 
 
 class DaemonClient:

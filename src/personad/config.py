@@ -34,6 +34,9 @@ class Settings(BaseSettings):
         default=900.0, description="idle detached sessions have their browser contexts closed after this"
     )
     default_room: str = "general"
+    default_persona: str | None = Field(
+        default="assistant", description="created on first start (local model, autostart); empty to skip"
+    )
 
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import secrets
-from pathlib import Path
 from typing import Any
 
 from personad.browser.manager import BrowserManager
@@ -17,41 +16,14 @@ from personad.bus.events import EventBus
 from personad.bus.processor import CommandProcessor
 from personad.bus.sessions import Session, SessionManager
 from personad.config import Settings
-from personad.rooms.store import RoomStore
+from personad.errors import PersonadError
+from personad.models.registry import ProviderRegistry, load_provider_registry
+from personad.personas.config import PersonaStore
+from personad.personas.supervisor import PersonaSupervisor
+from personad.rooms.store import RoomStore, Sender
+from personad.state import STATE_FILE, load_or_create_token, read_state, write_private
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "daemon.json"
-TOKEN_FILE = "token"
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, atomically (never a moment with looser permissions)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
-def load_or_create_token(home: Path) -> str:
-    path = home / TOKEN_FILE
-    if path.exists():
-        token = path.read_text(encoding="utf-8").strip()
-        if token:
-            return token
-    token = secrets.token_urlsafe(32)
-    _write_private(path, token + "\n")
-    return token
-
-
-def read_state(home: Path) -> dict[str, Any] | None:
-    """The running daemon's ``daemon.json`` (url, port, token, pid), or None when there is none."""
-    try:
-        return json.loads((home / STATE_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 class Daemon:
@@ -73,15 +45,47 @@ class Daemon:
             self.settings.browser_executable, headless=self.settings.browser_headless
         )
         self.rooms: RoomStore = RoomStore(self.home / "rooms.sqlite")
+        self.persona_store = PersonaStore(self.home)
+        self.personas = PersonaSupervisor(self)
+        self._providers: ProviderRegistry | None = None
         self.sessions.on_close(self._release_session)
         self._reaper: asyncio.Task[None] | None = None
         self.url: str | None = None
 
+    @property
+    def providers(self) -> ProviderRegistry:
+        """Model providers: built-ins plus plugins (loaded on first use)."""
+        if self._providers is None:
+            self._providers = load_provider_registry()
+        return self._providers
+
     async def start(self) -> None:
         self.rooms.create(self.settings.default_room, topic="everyone", exist_ok=True)
+        default = self.settings.default_persona
+        if default and not self.persona_store.exists(default):
+            self.persona_store.create(
+                {
+                    "id": default,
+                    "name": default.capitalize(),
+                    "system_prompt": "You are a helpful, concise assistant.",
+                    "respond_in": [self.settings.default_room],
+                    "autostart": True,
+                }
+            )
+            log.info("created the default persona %r on the local model", default)
         self._reaper = asyncio.create_task(self._reap_idle_sessions(), name="personad-session-reaper")
+        await self.personas.start_autostart()
+
+    def persona_identity(self, persona_id: str) -> Sender | None:
+        """How a persona appears as a room member, if it exists."""
+        try:
+            config = self.persona_store.load(persona_id)
+        except PersonadError:
+            return None
+        return Sender(config.id, None, "persona", config.display_name)
 
     async def stop(self) -> None:
+        await self.personas.close()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,7 +116,7 @@ class Daemon:
         url_host = f"[{host}]" if ":" in host else host
         self.url = f"http://{url_host}:{port}"
         state = {"url": self.url, "port": port, "token": self.token, "pid": os.getpid()}
-        _write_private(self.home / STATE_FILE, json.dumps(state, indent=2) + "\n")
+        write_private(self.home / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
     def remove_state_file(self) -> None:
         state = read_state(self.home)

@@ -108,6 +108,18 @@ class UnavailableError(PersonadError):
     exit_code = 7
 
 
+class ProviderError(PersonadError):
+    """A model backend failed or refused: server down, bad key, rate limit, malformed answer."""
+
+    code = "provider_error"
+    http_status = 502
+    exit_code = 9
+
+
+class MissingApiKeyError(ProviderError):
+    code = "missing_api_key"
+
+
 class InternalError(PersonadError):
     code = "internal_error"
     http_status = 500
@@ -125,6 +137,7 @@ _BY_STATUS: dict[int, type[PersonadError]] = {
         PayloadTooLargeError,
         CommandFailedError,
         UnavailableError,
+        ProviderError,
         InternalError,
     )
 }
@@ -132,7 +145,7 @@ _BY_STATUS: dict[int, type[PersonadError]] = {
 
 def error_from_dict(data: dict[str, Any], http_status: int | None = None) -> PersonadError:
     """Rebuild an error received over the wire (used by the CLI and the Python client)."""
-    cls = _BY_STATUS.get(http_status or 500, PersonadError)
+    cls = _BY_STATUS.get(http_status, PersonadError) if http_status is not None else PersonadError
     return cls(
         str(data.get("message", "unknown error")),
         code=str(data.get("code", cls.code)),

@@ -23,7 +23,7 @@ def test_builtins_load_through_plugin_hook() -> None:
     registry.load_plugins(entry_point_plugins=False)
     names = {c.name for c in registry}
     assert {"commands", "session", "chat", "room_join", "screenshot", "browser_js", "file_read"} <= names
-    assert len(BUILTIN_PLUGINS) == 4
+    assert len(BUILTIN_PLUGINS) == 5
 
 
 def test_third_party_module_registers_like_a_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,7 +32,7 @@ def test_third_party_module_registers_like_a_builtin(monkeypatch: pytest.MonkeyP
     def register(registry: CommandRegistry) -> None:
         registry.add("hello", _noop, params=NoParams, capability="greet")
 
-    plugin.register = register  # type: ignore[attr-defined]
+    plugin.register_commands = register  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_personad_plugin", plugin)
     registry = CommandRegistry()
     registry.load_plugins(("fake_personad_plugin",), entry_point_plugins=False)

@@ -82,3 +82,14 @@ def test_rooms_and_history_survive_restart(tmp_path: Path) -> None:
             assert ws.wait_event("chat_message")["data"]["text"] == "after restart"
     finally:
         second.stop()
+
+
+def test_exactly_full_last_page_has_no_next(running: RunningDaemon) -> None:
+    with running.ws() as ws:
+        ws.call("room_create", {"room": "twenty"})
+        for i in range(20):
+            ws.call("chat", {"room": "twenty", "text": f"m{i}"})
+        first = ws.call("chat_history", {"room": "twenty", "limit": 10})["result"]
+        second = ws.call("chat_history", {"room": "twenty", "limit": 10, "before": first["next_before"]})
+        assert [m["text"] for m in second["result"]["messages"]] == [f"m{i}" for i in range(10)]
+        assert second["result"]["next_before"] is None

@@ -78,6 +78,8 @@ def test_bad_session_params_are_refused(running: RunningDaemon) -> None:
         assert json.loads(conn.recv(timeout=5))["error"]["code"] == "invalid_session_id"
     with connect(f"{running.ws_url}?token={running.token}&kind=persona") as conn:
         assert json.loads(conn.recv(timeout=5))["error"]["code"] == "invalid_kind"
+    with connect(f"{running.ws_url}?token={running.token}&kind=persona&persona=ghost") as conn:
+        assert json.loads(conn.recv(timeout=5))["error"]["code"] == "persona_not_found"
 
 
 def test_concurrent_requests_are_matched_by_id(running: RunningDaemon) -> None:

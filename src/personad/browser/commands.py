@@ -193,7 +193,7 @@ async def browser_console(ctx: CommandContext, params: ConsoleParams) -> dict[st
     return {"entries": entries, "count": len(entries)}
 
 
-def register(registry: CommandRegistry) -> None:
+def register_commands(registry: CommandRegistry) -> None:
     registry.add("browser_navigate", browser_navigate, params=NavigateParams, capability="browser")
     registry.add("browser_js", browser_js, params=BrowserJsParams, capability="browser_js")
     registry.add("screenshot", screenshot, params=ScreenshotParams, capability="screenshot")

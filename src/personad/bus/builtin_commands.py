@@ -43,7 +43,7 @@ async def ping(ctx: CommandContext, params: PingParams) -> dict[str, Any]:
     return {"pong": True, "echo": params.echo}
 
 
-def register(registry: CommandRegistry) -> None:
+def register_commands(registry: CommandRegistry) -> None:
     registry.add("commands", list_commands, params=NoParams, capability=None)
     registry.add("session", describe_session, params=NoParams, capability=None)
     registry.add("ping", ping, params=PingParams, capability=None)

@@ -20,13 +20,14 @@ Handler = Callable[["CommandContext", P], Awaitable[dict[str, Any]]]
 
 PLUGIN_ENTRY_POINT_GROUP = "personad.plugins"
 
-# Built-ins are ordinary plugins: each module has ``register(registry)``, exactly what a third-party
-# package exposes through the ``personad.plugins`` entry point group.
+# Built-ins are ordinary plugins: each module has ``register_commands(registry)``, exactly what a
+# third-party module exposes through the ``personad.plugins`` entry point group or ``PERSONAD_PLUGINS``.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "personad.bus.builtin_commands",
     "personad.rooms.commands",
     "personad.files.commands",
     "personad.browser.commands",
+    "personad.personas.commands",
 )
 
 
@@ -108,9 +109,19 @@ class CommandRegistry:
     def load_plugins(
         self, modules: tuple[str, ...] = BUILTIN_PLUGINS, *, entry_point_plugins: bool = True
     ) -> None:
-        """Register the built-ins, then every installed ``personad.plugins`` entry point."""
-        for module_name in modules:
-            importlib.import_module(module_name).register(self)
+        """Register the built-ins, ``PERSONAD_PLUGINS`` modules, then ``personad.plugins`` entry points.
+
+        A plugin module may define ``register_commands(registry)``, ``register_providers(registry)`` or both;
+        only the first concerns this registry.
+        """
+        from personad.models.registry import plugin_modules
+
+        for module_name in (*modules, *plugin_modules()):
+            hook = getattr(importlib.import_module(module_name), "register_commands", None)
+            if hook is not None:
+                hook(self)
         if entry_point_plugins:
             for ep in entry_points(group=PLUGIN_ENTRY_POINT_GROUP):
-                ep.load().register(self)
+                hook = getattr(ep.load(), "register_commands", None)
+                if hook is not None:
+                    hook(self)

@@ -116,7 +116,7 @@ async def file_list(ctx: CommandContext, params: FileListParams) -> dict[str, An
     return {"path": relative_name(root, target) or ".", "entries": entries}
 
 
-def register(registry: CommandRegistry) -> None:
+def register_commands(registry: CommandRegistry) -> None:
     registry.add("file_write", file_write, params=FileWriteParams, capability=CAPABILITY)
     registry.add("file_read", file_read, params=FileReadParams, capability=CAPABILITY)
     registry.add("file_list", file_list, params=FileListParams, capability=CAPABILITY)

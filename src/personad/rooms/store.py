@@ -5,6 +5,7 @@ WAL with ``synchronous=FULL``: a message the daemon acknowledged survives a cras
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -16,7 +17,7 @@ from personad.errors import BadRequestError, ConflictError, ForbiddenError, NotF
 
 _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
-_SCHEMA = """
+_M001 = """
 CREATE TABLE IF NOT EXISTS rooms (
     id TEXT PRIMARY KEY,
     topic TEXT NOT NULL DEFAULT '',
@@ -45,6 +46,23 @@ CREATE INDEX IF NOT EXISTS messages_room ON messages(room_id, id);
 """
 
 
+def m001_initial(db: sqlite3.Connection) -> None:
+    # Statement by statement: executescript() would commit the migration's transaction early.
+    for statement in _M001.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def m002_direct_rooms_and_message_meta(db: sqlite3.Connection) -> None:
+    """Direct rooms (every message there is addressed to its members) and per-message metadata."""
+    db.execute("ALTER TABLE rooms ADD COLUMN direct INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE messages ADD COLUMN meta TEXT")
+
+
+# Applied in order; PRAGMA user_version records how many have run.
+MIGRATIONS = (m001_initial, m002_direct_rooms_and_message_meta)
+
+
 def validate_room_id(room: str) -> str:
     if not _ROOM_ID.match(room):
         raise BadRequestError(
@@ -71,19 +89,37 @@ class RoomStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                migration(self._db)
+                self._db.execute(f"PRAGMA user_version = {number}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
 
     def create(
-        self, room: str, *, topic: str = "", created_by: str | None = None, exist_ok: bool = False
-    ) -> dict:
+        self,
+        room: str,
+        *,
+        topic: str = "",
+        created_by: str | None = None,
+        exist_ok: bool = False,
+        direct: bool = False,
+    ) -> dict[str, Any]:
         validate_room_id(room)
         try:
             self._db.execute(
-                "INSERT INTO rooms(id, topic, created_by, created_at) VALUES (?, ?, ?, ?)",
-                (room, topic, created_by, time.time()),
+                "INSERT INTO rooms(id, topic, created_by, created_at, direct) VALUES (?, ?, ?, ?, ?)",
+                (room, topic, created_by, time.time(), int(direct)),
             )
         except sqlite3.IntegrityError:
             if not exist_ok:
@@ -103,7 +139,7 @@ class RoomStore:
                 f"no room {room!r}; create it with room_create or list rooms with 'rooms'",
                 code="room_not_found",
             )
-        return dict(row)
+        return {**dict(row), "direct": bool(row["direct"])}
 
     def list(self, session_id: str | None = None) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -112,7 +148,7 @@ class RoomStore:
             " FROM rooms r ORDER BY r.id",
             (session_id,),
         ).fetchall()
-        return [{**dict(r), "joined": bool(r["joined"])} for r in rows]
+        return [{**dict(r), "joined": bool(r["joined"]), "direct": bool(r["direct"])} for r in rows]
 
     def join(self, room: str, sender: Sender) -> dict[str, Any]:
         self.get(room)
@@ -142,11 +178,22 @@ class RoomStore:
     def members(self, room: str) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT session_id FROM members WHERE room_id = ?", (room,))]
 
-    def post(self, room: str, sender: Sender, text: str) -> dict[str, Any]:
+    def post(
+        self, room: str, sender: Sender, text: str, meta: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         cur = self._db.execute(
-            "INSERT INTO messages(room_id, session_id, client_id, kind, name, text, ts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (room, sender.session_id, sender.client_id, sender.kind, sender.name, text, time.time()),
+            "INSERT INTO messages(room_id, session_id, client_id, kind, name, text, ts, meta)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                room,
+                sender.session_id,
+                sender.client_id,
+                sender.kind,
+                sender.name,
+                text,
+                time.time(),
+                json.dumps(meta) if meta else None,
+            ),
         )
         row = self._db.execute("SELECT * FROM messages WHERE id = ?", (cur.lastrowid,)).fetchone()
         return _message(row)
@@ -166,6 +213,7 @@ def _message(row: sqlite3.Row) -> dict[str, Any]:
         "room": row["room_id"],
         "text": row["text"],
         "ts": row["ts"],
+        "meta": json.loads(row["meta"]) if row["meta"] else None,
         "sender": {
             "session_id": row["session_id"],
             "client_id": row["client_id"],

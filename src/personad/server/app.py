@@ -28,6 +28,8 @@ from personad.errors import (
     UnauthorizedError,
 )
 from personad.files.confine import resolve_inside
+from personad.server.openai_api import create_router as create_openai_router
+from personad.server.openai_api import openai_error
 from personad.server.websocket import WebSocketConnection
 
 SESSION_HEADER = "x-personad-session"
@@ -72,8 +74,10 @@ class TokenAuthMiddleware:
             "missing or bad token: send 'Authorization: Bearer <token>' or ?token=<token>;"
             " the token is in <home>/daemon.json"
         )
-        if scope["path"] == "/":
-            response: Any = HTMLResponse(
+        if scope["path"].startswith("/v1/"):
+            response: Any = openai_error(error)
+        elif scope["path"] == "/":
+            response = HTMLResponse(
                 "<!doctype html><title>personad</title><h1>401</h1><p>Open the URL that "
                 "<code>personad serve</code> printed (it carries <code>?token=…</code>).</p>",
                 status_code=401,
@@ -173,7 +177,11 @@ def create_app(daemon: Daemon, *, manage_lifecycle: bool = True) -> FastAPI:
     async def artifact(session_id: str, path: str) -> FileResponse:
         validate_session_id(session_id)
         live = daemon.sessions.find(session_id)
-        root = live.artifacts_dir if live else daemon.sessions.directory_for("api", session_id) / "artifacts"
+        if live is not None:
+            root = live.artifacts_dir
+        else:
+            kind = "persona" if daemon.persona_identity(session_id) is not None else "api"
+            root = daemon.sessions.directory_for(kind, session_id) / "artifacts"
         target = resolve_inside(root, path)
         if not target.is_file():
             raise NotFoundError(f"no artifact {path!r} in session {session_id!r}", code="file_not_found")
@@ -187,6 +195,7 @@ def create_app(daemon: Daemon, *, manage_lifecycle: bool = True) -> FastAPI:
     async def index() -> HTMLResponse:
         return HTMLResponse((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
 
+    app.include_router(create_openai_router(daemon))
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.openapi = lambda: _openapi(app, daemon)  # type: ignore[method-assign]
     return app

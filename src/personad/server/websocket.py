@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from personad.bus.sessions import Client, Session, new_id
-from personad.errors import BadRequestError, PayloadTooLargeError, PersonadError, UnauthorizedError
+from personad.errors import (
+    BadRequestError,
+    ForbiddenError,
+    PayloadTooLargeError,
+    PersonadError,
+    UnauthorizedError,
+)
 
 if TYPE_CHECKING:
     from personad.daemon import Daemon
@@ -55,23 +61,16 @@ class WebSocketConnection:
     async def run(self) -> None:
         await self.ws.accept()
         params = self.ws.query_params
-        if not self.daemon.check_token(params.get("token")):
+        token = params.get("token")
+        admin = self.daemon.check_token(token)
+        persona_token_for = None if admin else self.daemon.personas.persona_for_token(token)
+        if not admin and persona_token_for is None:
             error = UnauthorizedError("missing or bad token: connect to /ws?token=<token from daemon.json>")
             await self.ws.send_json({"type": "error", "id": None, "ok": False, "error": error.to_dict()})
             await self.ws.close(CLOSE_UNAUTHORIZED)
             return
         try:
-            kind = params.get("kind", "api")
-            if kind == "persona":
-                raise BadRequestError(
-                    "persona sessions are opened by the daemon, not over /ws", code="invalid_kind"
-                )
-            self.session = self.daemon.sessions.open(
-                kind=kind,
-                session_id=params.get("session"),
-                name=params.get("name"),
-                capabilities=_parse_capabilities(params.get("capabilities")),
-            )
+            self.session = self._open_session(params, persona_token_for)
         except PersonadError as exc:
             await self.ws.send_json({"type": "error", "id": None, "ok": False, "error": exc.to_dict()})
             await self.ws.close(CLOSE_BAD_SESSION)
@@ -83,6 +82,29 @@ class WebSocketConnection:
             await self._read_loop()
         finally:
             await self._shutdown(writer)
+
+    def _open_session(self, params: Any, persona_token_for: str | None) -> Session:
+        """A persona token opens only its own persona session, with exactly the configured capabilities."""
+        kind = params.get("kind", "persona" if persona_token_for else "api")
+        if persona_token_for is None and kind != "persona":
+            return self.daemon.sessions.open(
+                kind=kind,
+                session_id=params.get("session"),
+                name=params.get("name"),
+                capabilities=_parse_capabilities(params.get("capabilities")),
+            )
+        persona_id = params.get("persona") or persona_token_for
+        if kind != "persona" or persona_id is None:
+            raise BadRequestError(
+                "a persona session needs kind=persona and persona=<id>", code="invalid_kind"
+            )
+        if persona_token_for is not None and persona_id != persona_token_for:
+            raise ForbiddenError(f"this token belongs to persona {persona_token_for!r}", code="wrong_persona")
+        config = self.daemon.persona_store.load(persona_id)
+        session = self.daemon.sessions.open(
+            kind="persona", session_id=config.id, name=config.display_name, capabilities=config.capabilities
+        )
+        return session
 
     async def _read_loop(self) -> None:
         limit = self.daemon.settings.max_message_bytes

@@ -1,0 +1,122 @@
+"""Persona lifecycle on the bus: ``persona_create``, ``persona_list``, ``persona_show``, ``persona_start``,
+``persona_stop``, ``persona_delete``. The CLI's ``personad persona …`` verbs run these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from personad.bus.commands import CommandRegistry, NoParams
+from personad.bus.processor import CommandContext
+from personad.errors import ForbiddenError
+from personad.personas.config import DEFAULT_CAPABILITIES
+
+CAPABILITY = "personas"
+
+
+class PersonaParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    persona: str = Field(description="persona id")
+
+
+class PersonaCreateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    id: str = Field(description="persona id: lowercase letters, digits, '_', '-'")
+    name: str = ""
+    model_provider: str = Field(default="local", description="local, anthropic, openai, or a plugin's")
+    model: str | None = Field(default=None, description="the provider's model id")
+    model_config_: dict[str, Any] = Field(default_factory=dict, alias="model_config")
+    lora_adapters: list[str] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
+    system_prompt: str = "You are a helpful assistant."
+    rooms: list[str] = Field(default_factory=lambda: ["general"])
+    respond_in: list[str] = Field(default_factory=list)
+    autostart: bool = False
+    start: bool = Field(default=False, description="start it right away")
+
+
+def _describe(ctx: CommandContext, persona_id: str) -> dict[str, Any]:
+    config = ctx.daemon.persona_store.load(persona_id)
+    return {**config.public(), "process": ctx.daemon.personas.status(persona_id)}
+
+
+async def persona_create(ctx: CommandContext, params: PersonaCreateParams) -> dict[str, Any]:
+    """Create a persona: writes <home>/personas/<id>/persona.json.
+
+    Returns the persona (secrets masked) with its process status; `persona_exists` if the id is taken.
+    """
+    data = params.model_dump(by_alias=True, exclude={"model", "start"})
+    if params.model is not None:
+        data["model_config"] = {**data["model_config"], "model": params.model}
+    ctx.daemon.providers.get(params.model_provider)  # unknown providers fail here, not at start
+    config = ctx.daemon.persona_store.create(data)
+    ctx.daemon.events.publish("persona_created", {"persona": config.id})
+    if params.start:
+        await ctx.daemon.personas.start(config.id)
+    return _describe(ctx, config.id)
+
+
+async def persona_list(ctx: CommandContext, params: NoParams) -> dict[str, Any]:
+    """List personas with their process status.
+
+    Returns `{"personas": [{id, name, model_provider, lora_adapters, capabilities, …, "process": {state, pid,
+    restarts, started_at, last_exit}}]}`.
+    """
+    return {"personas": [_describe(ctx, c.id) for c in ctx.daemon.persona_store.list()]}
+
+
+async def persona_show(ctx: CommandContext, params: PersonaParams) -> dict[str, Any]:
+    """One persona's config (secrets masked) and process status."""
+    return _describe(ctx, params.persona)
+
+
+async def persona_start(ctx: CommandContext, params: PersonaParams) -> dict[str, Any]:
+    """Start the persona's process and wait until it has joined the bus.
+
+    Returns the persona with `process.state` = running; the process is restarted with backoff if it dies.
+    """
+    await ctx.daemon.personas.start(params.persona)
+    ctx.daemon.events.publish("persona_started", {"persona": params.persona})
+    return _describe(ctx, params.persona)
+
+
+async def persona_stop(ctx: CommandContext, params: PersonaParams) -> dict[str, Any]:
+    """Stop the persona's process (SIGTERM, then SIGKILL after 10 s)."""
+    ctx.daemon.persona_store.load(params.persona)
+    await ctx.daemon.personas.stop(params.persona)
+    ctx.daemon.events.publish("persona_stopped", {"persona": params.persona})
+    return _describe(ctx, params.persona)
+
+
+async def persona_delete(ctx: CommandContext, params: PersonaParams) -> dict[str, Any]:
+    """Stop the persona and delete its directory (config, artifacts, logs).
+
+    Returns `{"deleted": id}`.
+    """
+    ctx.daemon.persona_store.load(params.persona)
+    await ctx.daemon.personas.stop(params.persona)
+    ctx.daemon.persona_store.delete(params.persona)
+    ctx.daemon.events.publish("persona_deleted", {"persona": params.persona})
+    return {"deleted": params.persona}
+
+
+async def persona_ready(ctx: CommandContext, params: NoParams) -> dict[str, Any]:
+    """A persona process says it has joined its rooms and is answering (persona sessions only).
+
+    Returns `{"persona": id}`; `persona_start` waits for this.
+    """
+    if ctx.session.kind != "persona":
+        raise ForbiddenError("only a persona session can report itself ready", code="not_a_persona")
+    ctx.daemon.personas.mark_ready(ctx.session.id)
+    return {"persona": ctx.session.id}
+
+
+def register_commands(registry: CommandRegistry) -> None:
+    registry.add("persona_ready", persona_ready, params=NoParams, capability=None)
+    registry.add("persona_create", persona_create, params=PersonaCreateParams, capability=CAPABILITY)
+    registry.add("persona_list", persona_list, params=NoParams, capability=CAPABILITY)
+    registry.add("persona_show", persona_show, params=PersonaParams, capability=CAPABILITY)
+    registry.add("persona_start", persona_start, params=PersonaParams, capability=CAPABILITY)
+    registry.add("persona_stop", persona_stop, params=PersonaParams, capability=CAPABILITY)
+    registry.add("persona_delete", persona_delete, params=PersonaParams, capability=CAPABILITY)

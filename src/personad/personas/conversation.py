@@ -1,0 +1,50 @@
+"""Build a persona's model request: its system prompt, the command protocol, its adapter stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from personad.models.base import AdapterRef, ChatMessage, ChatRequest, GenerationParams, ToolSpec
+from personad.personas import command_protocol
+from personad.personas.config import PersonaConfig
+
+
+def system_prompt(config: PersonaConfig, tools: list[ToolSpec], *, native_tools: bool) -> str:
+    parts = [config.system_prompt.strip(), f"Your name is {config.display_name}."]
+    if tools and not native_tools:
+        parts.append(command_protocol.instructions(tools))
+    return "\n\n".join(p for p in parts if p)
+
+
+def build_request(
+    config: PersonaConfig,
+    conversation: list[ChatMessage],
+    *,
+    tools: list[ToolSpec] | None = None,
+    native_tools: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> ChatRequest:
+    """The request for one model call; ``overrides`` may set temperature, top_p, max_tokens, stop, seed."""
+    tools = tools or []
+    params = GenerationParams(
+        temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens
+    )
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            setattr(params, key, value)
+    messages = [ChatMessage("system", system_prompt(config, tools, native_tools=native_tools)), *conversation]
+    return ChatRequest(
+        messages=messages,
+        params=params,
+        tools=tools if native_tools else [],
+        adapters=[AdapterRef(name) for name in config.lora_adapters],
+    )
+
+
+def tools_from_commands(commands: list[dict[str, Any]]) -> list[ToolSpec]:
+    """Tools for the commands this session may run (the ``commands`` listing marks them ``allowed``)."""
+    return [
+        ToolSpec(c["name"], c["description"], c["params_schema"])
+        for c in commands
+        if c.get("allowed") and c["name"] not in ("commands", "ping", "chat_delta")
+    ]

@@ -1,0 +1,369 @@
+"""``PersonaDaemon``: a persona as a bus client whose event pipe leads to a model.
+
+It connects to the daemon's ``/ws`` as a session of kind ``persona`` (exactly its configured capabilities),
+joins its rooms, answers messages addressed to it through the same ``chat`` command a human uses, and lets
+its model run commands — native tool calls where the provider has them, the ``[CMD:name] {json}`` line
+protocol otherwise. A model's bad or forbidden call comes back to it as an observation, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from personad.bus.ws_client import BusClient
+from personad.errors import BadRequestError, PersonadError, UnavailableError
+from personad.models.base import ChatMessage, ModelProvider, ToolCall, ToolSpec, Usage
+from personad.models.registry import ProviderRegistry, load_provider_registry
+from personad.personas import command_protocol
+from personad.personas.config import PersonaConfig, PersonaStore, validate_adapter_names
+from personad.personas.conversation import build_request, tools_from_commands
+from personad.state import read_state
+
+log = logging.getLogger(__name__)
+
+URL_ENV = "PERSONAD_URL"
+TOKEN_ENV = "PERSONAD_PERSONA_TOKEN"
+DeltaSink = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class TurnResult:
+    """One answer: the text for people, the commands it ran on the way, the tokens it used."""
+
+    text: str
+    observations: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    steps: int = 0
+
+
+class PersonaDaemon:
+    """The seed's PersonaDaemon: ``start()``, ``stop()``, ``handle_message()``, ``get_status``."""
+
+    def __init__(
+        self,
+        config: PersonaConfig,
+        *,
+        home: Path | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        provider: ModelProvider | None = None,
+        providers: ProviderRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.home = home
+        self._url = url
+        self._token = token
+        self._provider = provider
+        self._providers = providers
+        self.bus: BusClient | None = None
+        self.tools: list[ToolSpec] = []
+        self.state = "stopped"
+        self.started_at: float | None = None
+        self.turns = 0
+        self.last_error: dict[str, Any] | None = None
+        self._room_locks: dict[str, asyncio.Lock] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def provider(self) -> ModelProvider:
+        if self._provider is None:
+            registry = self._providers or load_provider_registry()
+            self._provider = registry.create(self.config.model_provider, self.config.model_config_)
+        return self._provider
+
+    def _endpoint(self) -> tuple[str, str]:
+        url = self._url or os.environ.get(URL_ENV)
+        token = self._token or os.environ.get(TOKEN_ENV)
+        if (url is None or token is None) and self.home is not None:
+            state = read_state(self.home)
+            if state is not None:
+                url, token = url or state["url"], token or state["token"]
+        if url is None or token is None:
+            raise UnavailableError(
+                "no daemon to connect to: pass url and token, set PERSONAD_URL/PERSONAD_PERSONA_TOKEN,"
+                " or give the home of a running daemon",
+                code="daemon_not_running",
+            )
+        return url, token
+
+    async def start(self) -> dict[str, Any]:
+        """Join the bus as this persona, join its rooms and start answering."""
+        if self.state == "running":
+            return self.get_status()
+        self.state = "starting"
+        url, token = self._endpoint()
+        self.provider  # noqa: B018 - fail fast on an unknown provider or missing key
+        self.bus = BusClient(url, token, on_event=self._on_event, kind="persona", persona=self.config.id)
+        await self.bus.connect()
+        listing = await self.bus.call("commands")
+        self.tools = tools_from_commands(listing["commands"])
+        for room in self.config.rooms:
+            try:
+                await self.bus.call("room_join", {"room": room})
+            except PersonadError as exc:
+                log.warning("persona %s could not join %s: %s", self.config.id, room, exc.message)
+        self.state = "running"
+        self.started_at = time.time()
+        await self.bus.call("persona_ready")
+        return self.get_status()
+
+    async def stop(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
+            self.bus = None
+        if self._provider is not None:
+            await self._provider.aclose()
+        self.state = "stopped"
+
+    async def wait_closed(self) -> None:
+        """Return when the bus connection ends (the daemon went away)."""
+        if self.bus is not None:
+            await self.bus.closed.wait()
+
+    def get_status(self) -> dict[str, Any]:
+        return {
+            "id": self.config.id,
+            "name": self.config.display_name,
+            "state": self.state,
+            "provider": self.config.model_provider,
+            "model": self.config.model_config_.get("model"),
+            "adapters": list(self.config.lora_adapters),
+            "capabilities": list(self.config.capabilities),
+            "session": self.bus.welcome if self.bus is not None else None,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "turns": self.turns,
+            "last_error": self.last_error,
+        }
+
+    # -- messages (the seed's handleMessage) ---------------------------------------------------------
+
+    async def handle_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Handle ``execute_command``, ``chat_message``, ``lora_adaptation`` or ``get_status``."""
+        kind = message.get("type")
+        data = message.get("data") or {}
+        if not isinstance(data, dict):
+            raise BadRequestError("message data must be an object", code="invalid_message")
+        if kind == "execute_command":
+            return await self._bus().call(str(data.get("command")), data.get("params") or {})
+        if kind == "chat_message":
+            return await self._chat_message(data)
+        if kind == "lora_adaptation":
+            return self._lora_adaptation(data)
+        if kind == "get_status":
+            return self.get_status()
+        raise BadRequestError(
+            f"unknown message type {kind!r};"
+            " one of execute_command, chat_message, lora_adaptation, get_status",
+            code="unknown_message_type",
+        )
+
+    def _bus(self) -> BusClient:
+        if self.bus is None:
+            raise UnavailableError(f"persona {self.config.id!r} is not started", code="persona_not_running")
+        return self.bus
+
+    async def _chat_message(self, data: dict[str, Any]) -> dict[str, Any]:
+        text = data.get("message")
+        if not isinstance(text, str) or not text:
+            raise BadRequestError("chat_message needs data.message (text)", code="invalid_params")
+        if data.get("context"):
+            text = f"{text}\n\nContext: {json.dumps(data['context'], default=str)}"
+        result = await self.run_turn([ChatMessage("user", text)])
+        reply: dict[str, Any] = {
+            "reply": result.text,
+            "observations": result.observations,
+            "usage": vars(result.usage),
+        }
+        room = data.get("room")
+        if isinstance(room, str):
+            posted = await self._bus().call("chat", {"room": room, "text": result.text or "…"})
+            reply["message"] = posted["message"]
+        return reply
+
+    def _lora_adaptation(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Validate and store the adapter stack; the inference worker applies it on every request."""
+        action = data.get("action")
+        if action == "list":
+            return {"adapters": list(self.config.lora_adapters)}
+        if action == "load_stack":
+            adapters = data.get("adapters")
+            if not isinstance(adapters, list) or not all(isinstance(a, str) for a in adapters):
+                raise BadRequestError(
+                    "load_stack needs data.adapters: a list of names", code="invalid_params"
+                )
+            self.config.lora_adapters = validate_adapter_names(list(adapters))
+        elif action == "unload":
+            names = data.get("adapters")
+            keep = [] if names is None else [a for a in self.config.lora_adapters if a not in set(names)]
+            self.config.lora_adapters = keep
+        else:
+            raise BadRequestError(
+                f"unknown lora_adaptation action {action!r}; one of load_stack, unload, list",
+                code="invalid_params",
+            )
+        if self.home is not None:
+            PersonaStore(self.home).save(self.config)
+        return {"adapters": list(self.config.lora_adapters)}
+
+    # -- the event pipe ------------------------------------------------------------------------------
+
+    def is_addressed(self, message: dict[str, Any]) -> bool:
+        """Whether a room message asks this persona for an answer."""
+        sender = message.get("sender") or {}
+        if sender.get("session_id") == self.config.id:
+            return False
+        text = str(message.get("text", ""))
+        handles = {self.config.id, self.config.display_name.replace(" ", "")}
+        mentioned = any(re.search(rf"@{re.escape(h)}\b", text, re.IGNORECASE) for h in handles if h)
+        if sender.get("kind") == "persona":
+            return mentioned  # personas answer each other only when called on, so they cannot loop
+        room = message.get("room")
+        return (
+            mentioned
+            or "*" in self.config.respond_in
+            or room in self.config.respond_in
+            or bool(message.get("direct"))
+        )
+
+    async def _on_event(self, event: str, data: dict[str, Any]) -> None:
+        if event == "chat_message" and self.is_addressed(data):
+            await self.answer_in_room(data)
+
+    async def answer_in_room(self, message: dict[str, Any]) -> None:
+        room = str(message["room"])
+        lock = self._room_locks.setdefault(room, asyncio.Lock())
+        async with lock:
+            bus = self._bus()
+            stream_id = f"{self.config.id}-{secrets.token_hex(4)}"
+            started = time.perf_counter()
+
+            async def send_delta(delta: str) -> None:
+                await bus.call("chat_delta", {"room": room, "stream_id": stream_id, "delta": delta})
+
+            try:
+                conversation = await self._room_context(room, message)
+                result = await self.run_turn(conversation, on_delta=send_delta)
+                text = result.text or "…"
+                meta = {
+                    "stream_id": stream_id,
+                    "usage": vars(result.usage),
+                    "observations": len(result.observations),
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "in_reply_to": message.get("id"),
+                }
+            except PersonadError as exc:
+                self.last_error = exc.to_dict()
+                log.warning("persona %s failed to answer: %s", self.config.id, exc.message)
+                text = f"(I could not answer: {exc.code}: {exc.message})"
+                meta = {"stream_id": stream_id, "error": exc.to_dict(), "in_reply_to": message.get("id")}
+            await bus.call("chat", {"room": room, "text": text, "meta": meta})
+
+    async def _room_context(self, room: str, trigger: dict[str, Any]) -> list[ChatMessage]:
+        history: list[dict[str, Any]] = []
+        if self.config.history_messages:
+            page = await self._bus().call(
+                "chat_history", {"room": room, "limit": self.config.history_messages}
+            )
+            history = page["messages"]
+        if not any(m.get("id") == trigger.get("id") for m in history):
+            history.append(trigger)
+        conversation: list[ChatMessage] = []
+        for item in history:
+            sender = item.get("sender") or {}
+            if sender.get("session_id") == self.config.id:
+                conversation.append(ChatMessage("assistant", str(item.get("text", ""))))
+            else:
+                conversation.append(
+                    ChatMessage("user", f"{sender.get('name', 'someone')}: {item.get('text', '')}")
+                )
+        return conversation
+
+    # -- one model turn, with commands ---------------------------------------------------------------
+
+    async def run_turn(
+        self, conversation: list[ChatMessage], *, on_delta: DeltaSink | None = None
+    ) -> TurnResult:
+        """Ask the model; run the commands it asks for; feed back observations; return the final answer."""
+        provider = self.provider
+        native = provider.supports_tools
+        messages = list(conversation)
+        result = TurnResult(text="")
+        for step in range(self.config.max_command_steps + 1):
+            request = build_request(self.config, messages, tools=self.tools, native_tools=native)
+            line_filter = command_protocol.LineFilter()
+            text_parts: list[str] = []
+            calls: list[ToolCall] = []
+            async for chunk in provider.stream(request):
+                if chunk.text:
+                    text_parts.append(chunk.text)
+                    visible = chunk.text if native else line_filter.feed(chunk.text)
+                    if visible and on_delta is not None:
+                        await on_delta(visible)
+                calls.extend(chunk.tool_calls or [])
+                if chunk.usage is not None:
+                    result.usage.prompt_tokens += chunk.usage.prompt_tokens
+                    result.usage.completion_tokens += chunk.usage.completion_tokens
+            if not native and on_delta is not None and (rest := line_filter.flush()):
+                await on_delta(rest)
+            raw = "".join(text_parts)
+            result.steps = step + 1
+            shown: list[str] = [result.text] if result.text else []
+            may_run = step < self.config.max_command_steps
+            if native:
+                result.text = "\n".join([*shown, raw.strip()]).strip()
+                if not calls or not may_run:
+                    break
+                messages.append(ChatMessage("assistant", raw, tool_calls=calls))
+                for call in calls:
+                    observation = await self._run_command(call.name, call.arguments)
+                    result.observations.append(observation)
+                    messages.append(
+                        ChatMessage(
+                            "tool", json.dumps(observation["outcome"], default=str), tool_call_id=call.id
+                        )
+                    )
+            else:
+                visible_text, parsed = command_protocol.parse(raw)
+                # The answer is everything people saw streamed, across command rounds.
+                result.text = "\n".join([*shown, visible_text]).strip()
+                if not parsed or not may_run:
+                    break
+                messages.append(ChatMessage("assistant", raw))
+                lines = []
+                for item in parsed:
+                    if isinstance(item, command_protocol.MalformedCall):
+                        error = {"code": "invalid_command_syntax", "message": item.problem}
+                        observation = {"command": item.name, "ok": False, "outcome": error}
+                    else:
+                        observation = await self._run_command(item.name, item.params)
+                    result.observations.append(observation)
+                    key = "error" if not observation["ok"] else "result"
+                    lines.append(
+                        command_protocol.observation(observation["command"], **{key: observation["outcome"]})
+                    )
+                messages.append(ChatMessage("user", "\n".join(lines)))
+        self.turns += 1
+        return result
+
+    async def _run_command(self, name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:
+        """Run a model-requested command through the bus; any failure becomes the observation."""
+        if not isinstance(arguments, dict):
+            error = {"code": "invalid_command_syntax", "message": "arguments must be a JSON object"}
+            return {"command": name, "ok": False, "outcome": error}
+        try:
+            result = await self._bus().call(name, arguments)
+        except PersonadError as exc:
+            return {"command": name, "ok": False, "outcome": exc.to_dict()}
+        return {"command": name, "ok": True, "outcome": result}
