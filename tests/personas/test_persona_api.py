@@ -1,0 +1,78 @@
+"""The seed-shaped Python API: PersonaDaemon(config).start(), handle_message(), stop()."""
+
+from __future__ import annotations
+
+import pytest
+
+from personad.errors import BadRequestError, PersonadError, UnavailableError
+from personad.personas.config import PersonaConfig, PersonaStore
+from personad.personas.persona import PersonaDaemon
+from tests.conftest import RunningDaemon
+from tests.fakes.fake_provider import FakeProvider
+
+
+async def test_handle_message_types(persona_daemon: RunningDaemon) -> None:
+    config = PersonaStore(persona_daemon.home).create(
+        {
+            "id": "patent-expert",
+            "name": "USPTO Patent Specialist",
+            "model_provider": "fake",
+            "lora_adapters": ["continuum.legal"],
+            "capabilities": ["chat", "browser_js"],
+        }
+    )
+    persona = PersonaDaemon(config, home=persona_daemon.home, provider=FakeProvider())
+    status = await persona.start()
+    try:
+        assert status["state"] == "running" and status["session"]["kind"] == "persona"
+        assert status["session"]["capabilities"] == ["browser_js", "chat"]
+        result = await persona.handle_message(
+            {"type": "execute_command", "data": {"command": "browser_js", "params": {"script": "6*7"}}}
+        )
+        assert result["value"] == 42
+        with pytest.raises(PersonadError) as denied:
+            await persona.handle_message({"type": "execute_command", "data": {"command": "file_list"}})
+        assert denied.value.code == "capability_denied"
+
+        reply = await persona.handle_message(
+            {"type": "chat_message", "data": {"message": "Analyze this patent", "context": {"n": "US10"}}}
+        )
+        assert reply["reply"].startswith("echo: Analyze this patent") and '"n": "US10"' in reply["reply"]
+        posted = await persona.handle_message(
+            {"type": "chat_message", "data": {"message": "hi", "room": "general"}}
+        )
+        assert posted["message"]["sender"]["session_id"] == "patent-expert"
+
+        stack = ["continuum.legal", "continuum.legal.patent", "continuum.legal.patent.uspto"]
+        loaded = await persona.handle_message(
+            {"type": "lora_adaptation", "data": {"action": "load_stack", "adapters": stack}}
+        )
+        assert loaded == {"adapters": stack}
+        assert PersonaStore(persona_daemon.home).load("patent-expert").lora_adapters == stack
+        adapters = await persona.handle_message({"type": "chat_message", "data": {"message": "adapters?"}})
+        assert adapters["reply"] == "adapters=" + ",".join(stack)  # the stack rides on every request
+        unloaded = await persona.handle_message(
+            {
+                "type": "lora_adaptation",
+                "data": {"action": "unload", "adapters": ["continuum.legal.patent.uspto"]},
+            }
+        )
+        assert unloaded["adapters"] == stack[:2]
+        with pytest.raises(BadRequestError):
+            await persona.handle_message(
+                {"type": "lora_adaptation", "data": {"action": "load_stack", "adapters": ["Bad Name"]}}
+            )
+        assert (await persona.handle_message({"type": "get_status"}))["turns"] == 3
+        with pytest.raises(BadRequestError) as unknown:
+            await persona.handle_message({"type": "dance"})
+        assert unknown.value.code == "unknown_message_type"
+    finally:
+        await persona.stop()
+    assert persona.get_status()["state"] == "stopped"
+
+
+async def test_start_without_a_daemon_says_how_to_fix(tmp_path: object) -> None:
+    persona = PersonaDaemon(PersonaConfig(id="lonely", model_provider="fake"), provider=FakeProvider())
+    with pytest.raises(UnavailableError) as info:
+        await persona.start()
+    assert info.value.code == "daemon_not_running"
