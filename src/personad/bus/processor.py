@@ -129,16 +129,23 @@ class CommandProcessor:
             "client_id": client_id,
             "request_id": request_id,
             "command": name,
-            "params": _clip(params),
+            "params": params,
             "ok": error is None,
             "duration_ms": duration_ms,
         }
         if error is None:
-            entry["result"] = _clip(result)
+            entry["result"] = result
         else:
             entry["error"] = error.to_dict()
+        # Serialise once on the hot path; only an oversize line pays for clipping its parts.
+        line = json.dumps(entry, default=str, separators=(",", ":"))
+        if len(line) > 2 * RECORD_LIMIT:
+            entry["params"] = _clip(params)
+            if error is None:
+                entry["result"] = _clip(result)
+            line = json.dumps(entry, default=str, separators=(",", ":"))
         try:
-            session.record(entry)
+            session.record_line(line)
         except OSError:
             log.exception("could not record command in %s", session.directory)
         self.events.publish(

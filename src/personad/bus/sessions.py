@@ -79,12 +79,12 @@ class Session:
             if client.sink is not None:
                 client.sink(message)
 
-    def record(self, entry: dict[str, Any]) -> None:
-        """Append one line to ``commands.jsonl``; the file stays open for the session's life."""
+    def record_line(self, line: str) -> None:
+        """Append one JSON line to ``commands.jsonl``; the file stays open for the session's life."""
         if self._log is None:
             self._log = open(self.directory / "commands.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        self._log.write(json.dumps(entry, default=str, separators=(",", ":")) + "\n")
-        self._log.flush()
+        self._log.write(line + "\n")
+        self._log.flush()  # a daemon crash must not lose the record of calls it answered
 
     def describe(self, client_id: str | None = None) -> dict[str, Any]:
         return {

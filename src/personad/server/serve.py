@@ -31,6 +31,8 @@ def build_server(daemon: Daemon, sock: socket.socket, *, log_level: str = "warni
         # The app enforces max_message_bytes itself with a structured error; this is only the hard stop.
         ws_max_size=max(16 << 20, daemon.settings.max_message_bytes * 4),
         ws_ping_interval=20,
+        # Bus messages are small; compressing them costs more CPU than the bytes it saves.
+        ws_per_message_deflate=False,
         ws_ping_timeout=20,
         lifespan="on",
         timeout_graceful_shutdown=5,
