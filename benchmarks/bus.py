@@ -81,8 +81,12 @@ async def _echo_handler(ws: Any) -> None:
     loads = json.loads
     async for raw in ws:
         envelope = loads(raw)
-        reply = {"type": "command_result", "id": envelope.get("id"), "ok": True,
-                 "result": {"pong": True, "echo": None}}
+        reply = {
+            "type": "command_result",
+            "id": envelope.get("id"),
+            "ok": True,
+            "result": {"pong": True, "echo": None},
+        }
         await ws.send(dumps(reply, separators=(",", ":")))
 
 
@@ -204,8 +208,16 @@ def daemon_process(workdir: Path, *, profile: Path | None = None) -> Iterator[Ta
 @contextlib.contextmanager
 def echo_process(workdir: Path, loop: str, compression: str) -> Iterator[Target]:
     out = workdir / "echo.out"
-    cmd = [sys.executable, os.path.abspath(__file__), "--echo-server", "0", "--loop", loop,
-           "--echo-compression", compression]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--echo-server",
+        "0",
+        "--loop",
+        loop,
+        "--echo-compression",
+        compression,
+    ]
     with open(out, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -368,7 +380,9 @@ async def measure_throughput(
         total = max(done[name], 1)
         cpu = server_cpu[name]
         out[name] = Throughput(
-            statistics.median(per_round), per_round, None if cpu is None else cpu / total * 1e6,
+            statistics.median(per_round),
+            per_round,
+            None if cpu is None else cpu / total * 1e6,
             client_cpu[name] / total * 1e6,
         )
     return out
@@ -395,8 +409,10 @@ class Result:
 def _describe(t: Throughput) -> str:
     server = "?" if t.server_cpu_us is None else f"{t.server_cpu_us:.0f}"
     spread = f"{min(t.rates):.0f}-{max(t.rates):.0f}"
-    return (f"{t.rate:9.0f} commands/s (rounds {spread}; CPU per command: server {server} us, "
-            f"load generator {t.client_cpu_us:.0f} us)")
+    return (
+        f"{t.rate:9.0f} commands/s (rounds {spread}; CPU per command: server {server} us, "
+        f"load generator {t.client_cpu_us:.0f} us)"
+    )
 
 
 async def run_suite(
@@ -410,8 +426,10 @@ async def run_suite(
         name = target.name
         lat = sorted(latencies[name])
         p50, p99, mean = _pct(lat, 50), _pct(lat, 99), statistics.fmean(lat)
-        log(f"  [{name}] latency  p50 {p50:.3f} ms  p99 {p99:.3f} ms  mean {mean:.3f} ms  "
-            f"max {lat[-1]:.3f} ms  ({len(lat)} samples)")
+        log(
+            f"  [{name}] latency  p50 {p50:.3f} ms  p99 {p99:.3f} ms  mean {mean:.3f} ms  "
+            f"max {lat[-1]:.3f} ms  ({len(lat)} samples)"
+        )
         log(f"  [{name}] throughput  1 client : {_describe(t1[name])}")
         log(f"  [{name}] throughput {args.clients:2d} clients: {_describe(tn[name])}")
         results[name] = Result(p50, p99, mean, lat[-1], t1[name], tn[name])
@@ -438,18 +456,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer samples and shorter runs (smoke test)")
     parser.add_argument("--samples", type=int, default=None, help="latency samples (default 2000; quick 300)")
     parser.add_argument("--warmup", type=int, default=None, help="latency warm-up round trips (default 200)")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="seconds per throughput run (default 3; quick 1)")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="alternate the two servers this many times per measurement (default 6; quick 2)")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds per throughput run (default 3; quick 1)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="alternate the two servers this many times per measurement (default 6; quick 2)",
+    )
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients for the throughput run")
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
-                        help="event loop for the echo server and the load generator (the daemon: uvicorn's)")
-    parser.add_argument("--profile", type=Path, default=None, metavar="PATH",
-                        help="run the daemon under cProfile and write its stats to PATH (slows it down)")
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop for the echo server and the load generator (the daemon: uvicorn's)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="run the daemon under cProfile and write its stats to PATH (slows it down)",
+    )
     parser.add_argument("--echo-server", type=int, default=None, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--echo-compression", choices=("deflate", "none"), default="deflate",
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--echo-compression", choices=("deflate", "none"), default="deflate", help=argparse.SUPPRESS
+    )
     parser.add_argument("--profiled-daemon", default=None, metavar="PATH", help=argparse.SUPPRESS)
     parser.add_argument("serve_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -482,9 +515,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     loop = _loop_name(args.loop)
-    log(f"bus benchmark: {args.samples} latency samples, {args.duration:g}s throughput runs, "
+    log(
+        f"bus benchmark: {args.samples} latency samples, {args.duration:g}s throughput runs, "
         f"1 and {args.clients} clients, {os.cpu_count()} cores (servers and load generator share them), "
-        f"client/echo loop {loop}")
+        f"client/echo loop {loop}"
+    )
     profile = args.profile.resolve() if args.profile is not None else None
     if profile is not None:
         log(f"profiling the daemon with cProfile into {profile}: its numbers are slowed down")
@@ -508,17 +543,24 @@ def main(argv: list[str] | None = None) -> int:
 
     ratio_1 = paired_ratio(ours.throughput_1, base.throughput_1)
     ratio_n = paired_ratio(ours.throughput_32, base.throughput_32)
-    cpu_ratio_n = (base.throughput_32.server_cpu_us / ours.throughput_32.server_cpu_us
-                   if base.throughput_32.server_cpu_us and ours.throughput_32.server_cpu_us else None)
+    cpu_ratio_n = (
+        base.throughput_32.server_cpu_us / ours.throughput_32.server_cpu_us
+        if base.throughput_32.server_cpu_us and ours.throughput_32.server_cpu_us
+        else None
+    )
     p99_ok = ours.p99_ms <= P99_TARGET_MS
     throughput_ok = min(ratio_1, ratio_n) >= THROUGHPUT_RATIO_TARGET
-    log(f"throughput ratio personad / raw echo (median of back-to-back rounds): 1 client {ratio_1:.2f}, "
+    log(
+        f"throughput ratio personad / raw echo (median of back-to-back rounds): 1 client {ratio_1:.2f}, "
         f"{args.clients} clients {ratio_n:.2f} (target >= {THROUGHPUT_RATIO_TARGET}) -> "
-        f"{'ok' if throughput_ok else 'MISSED'}")
+        f"{'ok' if throughput_ok else 'MISSED'}"
+    )
     if cpu_ratio_n is not None:
         ours_cpu, base_cpu = ours.throughput_32.server_cpu_us, base.throughput_32.server_cpu_us
-        log(f"server CPU per command at {args.clients} clients: personad {ours_cpu:.0f} us, "
-            f"raw echo {base_cpu:.0f} us (echo/personad {cpu_ratio_n:.2f})")
+        log(
+            f"server CPU per command at {args.clients} clients: personad {ours_cpu:.0f} us, "
+            f"raw echo {base_cpu:.0f} us (echo/personad {cpu_ratio_n:.2f})"
+        )
     verdict = "ok" if p99_ok else "MISSED"
     log(f"personad p99 {ours.p99_ms:.3f} ms (target <= {P99_TARGET_MS:g} ms) -> {verdict}")
     r3 = 3
