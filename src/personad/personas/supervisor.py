@@ -65,6 +65,7 @@ class PersonaSupervisor:
         self._procs: dict[str, PersonaProcess] = {}
         self._inference: Any = None  # InferenceWorkerProcess, imported lazily (torch is heavy)
         self._inference_lock = asyncio.Lock()
+        self._inference_watch: asyncio.Task[None] | None = None
 
     # -- tokens: how a persona process proves who it is ----------------------------------------------
 
@@ -90,10 +91,34 @@ class PersonaSupervisor:
             if worker is None or not worker.alive:
                 from personad.models.local.process import InferenceWorkerProcess
 
-                worker = InferenceWorkerProcess(self.daemon.home)
+                # A restarted worker keeps the old token, so running personas stay authorised.
+                token = worker.token if worker is not None else None
+                worker = InferenceWorkerProcess(self.daemon.home, token=token)
                 await worker.start()
                 self._inference = worker
+                if self._inference_watch is None:
+                    self._inference_watch = asyncio.create_task(
+                        self._watch_inference(), name="inference-watch"
+                    )
             return str(worker.socket), worker.token
+
+    async def _watch_inference(self) -> None:
+        """Restart a worker that died, with backoff, while any local persona may still need it."""
+        delay = BACKOFF_START
+        while True:
+            await asyncio.sleep(1.0)
+            worker = self._inference
+            if worker is None or worker.alive:
+                delay = BACKOFF_START
+                continue
+            log.warning("the inference worker died; restarting it in %.1fs", delay)
+            self.daemon.events.publish("inference_worker_crashed", {"restart_in": delay})
+            await asyncio.sleep(delay)
+            delay = min(BACKOFF_MAX, delay * 2)
+            try:
+                await self.inference_endpoint()
+            except Exception:  # the next round tries again
+                log.exception("could not restart the inference worker")
 
     async def provider_config(self, config: PersonaConfig) -> dict[str, Any]:
         """The provider config a persona runs with (the local provider gets the worker's address)."""
@@ -244,6 +269,11 @@ class PersonaSupervisor:
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(pid) for pid in list(self._procs)), return_exceptions=True)
+        if self._inference_watch is not None:
+            self._inference_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._inference_watch
+            self._inference_watch = None
         if self._inference is not None:
             await self._inference.stop()
             self._inference = None

@@ -1,0 +1,85 @@
+"""Run a synchronous engine generation in a thread and stream its events into asyncio, one at a time.
+
+Used by the inference worker and by the in-process provider. Generations queue on an ``asyncio.Lock``
+(FIFO, so personas are served in arrival order). The lock is released by the generation thread when it
+has really finished, not when the consumer stops listening: a consumer that goes away (client disconnect,
+task cancelled) sets the cancel event, and the next generation starts only once the model is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Protocol
+
+from personad.models.base import ChatRequest
+from personad.models.local.engine import GenerationEvent
+
+
+class Engine(Protocol):
+    def generate(
+        self, request: ChatRequest, *, cancel: threading.Event | None = None
+    ) -> Iterator[GenerationEvent]: ...
+
+
+_DONE = object()
+
+
+class GenerationRunner:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = asyncio.Lock()
+        self.waiting = 0  # generations queued behind the running one (for /health)
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[GenerationEvent]:
+        """Yield the generation's events; errors from the engine are re-raised here."""
+        self.waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self.waiting -= 1
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: object) -> None:
+            # The loop may already be closed when a cancelled generation winds down at shutdown.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                for event in self.engine.generate(request, cancel=cancel):
+                    put(event)
+                    if cancel.is_set():
+                        break
+            except BaseException as exc:
+                put(exc)
+            finally:
+                put(_DONE)
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._lock.release)
+
+        thread = threading.Thread(target=work, name="personad-generate", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, GenerationEvent)
+                yield item
+        finally:
+            cancel.set()
