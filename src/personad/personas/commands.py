@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from personad.bus.commands import CommandRegistry, NoParams
 from personad.bus.processor import CommandContext
 from personad.errors import ForbiddenError
-from personad.personas.config import DEFAULT_CAPABILITIES
+from personad.personas.config import PersonaConfig
 
 CAPABILITY = "personas"
 
@@ -20,19 +20,10 @@ class PersonaParams(BaseModel):
     persona: str = Field(description="persona id")
 
 
-class PersonaCreateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    id: str = Field(description="persona id: lowercase letters, digits, '_', '-'")
-    name: str = ""
-    model_provider: str = Field(default="local", description="local, anthropic, openai, or a plugin's")
-    model: str | None = Field(default=None, description="the provider's model id")
-    model_config_: dict[str, Any] = Field(default_factory=dict, alias="model_config")
-    lora_adapters: list[str] = Field(default_factory=list)
-    capabilities: list[str] = Field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
-    system_prompt: str = "You are a helpful assistant."
-    rooms: list[str] = Field(default_factory=lambda: ["general"])
-    respond_in: list[str] = Field(default_factory=list)
-    autostart: bool = False
+class PersonaCreateParams(PersonaConfig):
+    """Every persona.json field, plus the shortcuts below."""
+
+    model: str | None = Field(default=None, description="the provider's model id (into model_config)")
     start: bool = Field(default=False, description="start it right away")
 
 
@@ -46,7 +37,7 @@ async def persona_create(ctx: CommandContext, params: PersonaCreateParams) -> di
 
     Returns the persona (secrets masked) with its process status; `persona_exists` if the id is taken.
     """
-    data = params.model_dump(by_alias=True, exclude={"model", "start"})
+    data = params.model_dump(by_alias=True, exclude={"model", "start", "session_directory", "created_at"})
     if params.model is not None:
         data["model_config"] = {**data["model_config"], "model": params.model}
     ctx.daemon.providers.get(params.model_provider)  # unknown providers fail here, not at start

@@ -41,10 +41,15 @@ def build_request(
     )
 
 
+# The persona's own plumbing (its reply is the chat; its rooms come from its config) is not offered to the
+# model: every tool listed costs prompt tokens, which a small local model pays for on every answer.
+NOT_TOOLS = frozenset({"commands", "ping", "session", "persona_ready", "chat", "chat_delta", "chat_history"})
+
+
 def tools_from_commands(commands: list[dict[str, Any]]) -> list[ToolSpec]:
     """Tools for the commands this session may run (the ``commands`` listing marks them ``allowed``)."""
     return [
         ToolSpec(c["name"], c["description"], c["params_schema"])
         for c in commands
-        if c.get("allowed") and c["name"] not in ("commands", "ping", "chat_delta")
+        if c.get("allowed") and c["name"] not in NOT_TOOLS and not c["name"].startswith("room")
     ]
