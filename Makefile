@@ -19,6 +19,7 @@ lint: $(STAMP)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/bus.py
+	$(BIN)/python benchmarks/chat.py
 
 install: $(STAMP)
 
