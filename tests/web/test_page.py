@@ -1,7 +1,9 @@
-"""The browser page end to end in real headless Chromium: chat, rooms, the command form, auth, reconnect."""
+"""The browser page end to end in real headless Chromium: chat, rooms, the command form, auth, reconnect,
+and personas (streamed replies, the personas panel, direct rooms) driven by the fake model provider."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -27,6 +29,8 @@ CHROMIUM_ARGS = [
 BLUE_PAGE = 'data:text/html,<body style="margin:0;background:rgb(0,128,255)"></body>'
 SESSION_ID = re.compile(r"^web-[0-9a-f]{12}$")
 OK_OR_ERROR = re.compile(r"^(ok|error)$")
+# A persona process's first answer waits for its memory's embedding model to load (several seconds on CPU).
+REPLY_MS = 45_000
 
 pytestmark = [
     pytest.mark.browser,
@@ -106,8 +110,40 @@ def app(browser: Browser, shared_daemon: RunningDaemon) -> Iterator[App]:
     context.close()
 
 
+@pytest.fixture
+def persona_app(browser: Browser, persona_daemon: RunningDaemon) -> Iterator[App]:
+    """The page on a fresh daemon whose personas may use the fake model providers."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    yield App(context.new_page(), persona_daemon)
+    context.close()
+
+
 def _unique(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def _create_persona(daemon: RunningDaemon, **fields: Any) -> dict[str, Any]:
+    with daemon.http() as client:
+        response = client.post("/api/commands/persona_create", json=fields)
+    assert response.status_code == 200, response.text
+    return response.json()["result"]
+
+
+def _long_text(label: str) -> str:
+    """Enough words that the fake provider (one word per 50 ms) streams for over a second."""
+    words = " ".join(f"word{i}" for i in range(30))
+    return f"{_unique(label)} {words}"
+
+
+def _echo_persona(daemon: RunningDaemon) -> dict[str, Any]:
+    return _create_persona(
+        daemon,
+        id="echo",
+        model_provider="fake",
+        model_config={"delay": 0.05},
+        respond_in=["general"],
+        start=True,
+    )
 
 
 def test_chat_between_the_page_and_a_websocket_client(app: App, shared_daemon: RunningDaemon) -> None:
@@ -356,3 +392,166 @@ def test_the_page_needs_the_token(app: App, shared_daemon: RunningDaemon) -> Non
             static = client.get(path)  # static assets need no token
             assert static.status_code == 200 and kind in static.headers["content-type"]
     # The browser logs the two 401 responses as console errors; uncaught JS errors there would fail above.
+
+
+def test_a_persona_reply_streams_into_the_chat_then_lands_once(
+    persona_app: App, persona_daemon: RunningDaemon
+) -> None:
+    app = persona_app
+    assert _echo_persona(persona_daemon)["process"]["state"] == "running"
+    page = app.open()
+    # A new user lands in #general (joined for them), where the persona answers everything.
+    expect(page.locator("#chat-title")).to_have_text("#general")
+    expect(app.room("general")).to_have_attribute("data-joined", "true")
+    expect(page.locator("#chat-input")).to_be_enabled()
+
+    text = _long_text("stream me")
+    app.send(text)
+    bubble = page.locator("#chat-log li.message.streaming")
+    expect(bubble).to_have_count(1, timeout=REPLY_MS)
+    expect(bubble.locator(".sender")).to_have_text("echo")
+    expect(bubble.locator(".kind")).to_have_text("persona")
+    expect(bubble.locator(".typing")).to_have_count(1)
+    expect(bubble.locator(".message-text")).to_contain_text("echo:")
+    assert bubble.get_attribute("data-id") is None and bubble.get_attribute("data-stream")
+
+    # The final chat_message replaces the bubble: exactly one reply from the persona, no bubble left.
+    reply = f"echo: human: {text}"
+    from_echo = page.locator("#chat-log li.message.from-persona")
+    expect(page.locator("#chat-log li.message.streaming")).to_have_count(0, timeout=REPLY_MS)
+    expect(from_echo).to_have_count(1)
+    expect(from_echo.locator(".message-text")).to_have_text(reply)
+    expect(from_echo.locator(".kind-persona")).to_have_text("persona")
+    expect(from_echo.locator(".reply-info")).to_contain_text(" s")
+    expect(from_echo).not_to_have_class(re.compile(r"\bfailed\b"))
+    expect(app.messages(reply)).to_have_count(1)
+    ids = page.locator("#chat-log li.message").evaluate_all("els => els.map(e => Number(e.dataset.id))")
+    assert len(ids) == 2 and ids == sorted(ids)
+
+    # Replies written in a room that is not selected mark it, then count as unread.
+    page.fill("#new-room-name", _unique("quiet"))
+    page.click("#new-room-create")
+    expect(page.locator("#chat-title")).not_to_have_text("#general")
+    general = app.room("general")
+    robot_text = _long_text("from robot")
+    # (closed before the reply streams: a client sitting on many unread events is slow to close)
+    with persona_daemon.ws(name="robot") as ws:
+        assert ws.call("room_join", {"room": "general"})["ok"] is True
+        assert ws.call("chat", {"room": "general", "text": robot_text})["ok"] is True
+    expect(general.locator(".typing")).to_have_count(1, timeout=REPLY_MS)
+    expect(general.locator(".badge")).to_have_text("2", timeout=REPLY_MS)  # the robot's message, the reply
+    expect(general.locator(".typing")).to_have_count(0)
+    general.locator(".room-select").click()
+    expect(page.locator("#chat-title")).to_have_text("#general")
+    expect(app.messages(f"echo: robot: {robot_text}")).to_have_count(1)
+    expect(from_echo).to_have_count(2)
+    expect(page.locator("#chat-log li.message.streaming")).to_have_count(0)
+    assert app.errors == []
+
+
+def test_the_personas_panel_starts_stops_and_opens_a_direct_room(
+    persona_app: App, persona_daemon: RunningDaemon
+) -> None:
+    app = persona_app
+    _echo_persona(persona_daemon)
+    page = app.open()
+    sid = app.session_id
+    row = page.locator('#persona-list [data-persona="echo"]')
+    state = row.locator(".persona-state")
+    expect(state).to_have_text("running")
+    expect(row.locator(".persona-meta")).to_contain_text("fake")
+
+    row.locator(".persona-stop").click()
+    expect(state).to_have_text("stopped", timeout=30_000)
+    expect(row).to_have_attribute("data-state", "stopped")
+    with persona_daemon.http() as client:
+        listed = client.post("/api/commands/persona_list").json()["result"]["personas"]
+    assert [p["process"]["state"] for p in listed if p["id"] == "echo"] == ["stopped"]
+
+    row.locator(".persona-start").click()
+    expect(state).to_have_text("running", timeout=60_000)
+    expect(row).not_to_have_attribute("aria-busy", "true")
+    expect(row.locator(".persona-stop")).to_be_enabled()
+    expect(page.locator("#personas-error")).to_be_hidden()
+
+    # Chat: a direct room with the persona, created for this session and selected.
+    room = f"dm-{sid}-echo".lower()
+    row.locator(".persona-chat").click()
+    expect(page.locator("#chat-title")).to_have_text(f"#{room}")
+    expect(page.locator("#chat-topic")).to_have_text("Direct chat with echo")
+    item = app.room(room)
+    expect(item).to_have_attribute("data-joined", "true")
+    expect(item).to_have_class(re.compile(r"\bdirect\b"))
+    expect(item.locator(".room-name")).to_have_text("echo")
+    app.send("hello in private")
+    reply = page.locator("#chat-log li.message.from-persona")
+    expect(reply.locator(".message-text")).to_have_text("echo: human: hello in private", timeout=REPLY_MS)
+    expect(reply).to_have_count(1)
+    with persona_daemon.ws() as ws:
+        rooms = {r["id"]: r for r in ws.call("rooms")["result"]["rooms"]}
+    assert rooms[room]["direct"] is True and rooms[room]["members"] == 2
+
+    # Leave it, then Chat again: the room exists, so the page joins it and invites the persona again.
+    item.locator(".room-leave").click()
+    expect(page.locator("#chat-title")).to_have_text("No room selected")
+    row.locator(".persona-chat").click()
+    expect(page.locator("#chat-title")).to_have_text(f"#{room}")
+    expect(app.messages("echo: human: hello in private")).to_have_count(1)  # from chat_history
+    expect(page.locator("#personas-error")).to_be_hidden()
+    app.send("second visit")
+    expect(app.messages("echo: human: second visit")).to_have_count(1, timeout=REPLY_MS)
+    assert app.errors == []
+
+
+@pytest.mark.parametrize("subtle", [True, False], ids=["crypto-subtle", "js-fallback"])
+def test_long_direct_room_ids_are_hashed(
+    persona_app: App, persona_daemon: RunningDaemon, subtle: bool
+) -> None:
+    app = persona_app
+    persona_id = "a-persona-with-a-rather-long-identifier-" + "x" * 20
+    _create_persona(persona_daemon, id=persona_id, name="Long One", model_provider="fake")
+    if not subtle:  # what a plain-http page on a LAN address gets: no crypto.subtle
+        app.page.add_init_script(
+            'Object.defineProperty(Crypto.prototype, "subtle", {get: () => undefined, configurable: true});'
+        )
+    page = app.open()
+    assert page.evaluate("Boolean(globalThis.crypto.subtle)") is subtle
+    row = page.locator(f'#persona-list [data-persona="{persona_id}"]')
+    expect(row.locator(".persona-state")).to_have_text("stopped")
+    expect(row.locator(".persona-meta")).to_contain_text(f"@{persona_id}")
+    row.locator(".persona-chat").click()
+
+    plain = f"dm-{app.session_id}-{persona_id}".lower()
+    assert len(plain) > 64
+    room = "dm-" + hashlib.sha256(plain.encode()).hexdigest()[:32]
+    expect(page.locator("#chat-title")).to_have_text(f"#{room}")
+    expect(page.locator("#chat-topic")).to_have_text("Direct chat with Long One")
+    expect(app.room(room).locator(".room-name")).to_have_text("Long One")
+    with persona_daemon.ws() as ws:
+        rooms = {r["id"]: r for r in ws.call("rooms")["result"]["rooms"]}
+    assert rooms[room]["direct"] is True and rooms[room]["members"] == 2
+    assert app.errors == []
+
+
+def test_the_personas_panel_without_the_capability(app: App) -> None:
+    def narrowed(route: WebSocketRoute) -> None:
+        server = route.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data.get("type") == "welcome":
+                data["data"]["capabilities"] = ["chat"]
+            route.send(json.dumps(data))
+
+        server.on_message(to_page)
+
+    app.page.route_web_socket("**/ws?*", narrowed)
+    page = app.open()
+    expect(page.locator("#session-capabilities")).to_have_text("chat")
+    expect(page.locator("#personas-note")).to_be_visible()
+    expect(page.locator("#personas-note")).to_contain_text("personas")
+    expect(page.locator("#persona-list li")).to_have_count(0)
+    expect(page.locator("#personas-refresh")).to_be_disabled()
+    expect(page.locator("#personas-error")).to_be_hidden()
+    expect(page.locator("#chat-title")).to_have_text("#general")
+    assert app.errors == []

@@ -1,12 +1,19 @@
 // The personad browser page: one WebSocket to the daemon's command bus, rooms and chat, and a runner
 // for any command with a form generated from its params JSON schema. Plain ES module, no build step.
 //
-// Layout of this file: small helpers · Bus (connection, call(), events) · rooms · chat · commands ·
-// start-up. New panels (personas, sessions, …) subscribe to the same Bus the way rooms and chat do.
+// Layout of this file: small helpers · Bus (connection, call(), events) · rooms · chat (with streamed persona
+// replies) · personas · commands · start-up. New panels (sessions, …) subscribe to the same Bus the way rooms,
+// chat and personas do.
 //
 // Untrusted text (chat, topics, names, results) only ever reaches the DOM as text nodes / textContent.
 
-const STORAGE = { session: "personad.session", name: "personad.name", room: "personad.room" };
+const STORAGE = {
+  session: "personad.session",
+  name: "personad.name",
+  room: "personad.room",
+  greeted: "personad.greeted", // the last session id that was joined to the default room
+};
+const DEFAULT_ROOM = "general";
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const ROOM_ID = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const HISTORY_PAGE = 50;
@@ -16,6 +23,10 @@ const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 10_000;
 const LONG_TEXT_PARAMS = /^(script|content|text|body|code|prompt|message|source)$/;
 const IMAGE_FORMATS = new Set(["png", "jpeg", "jpg"]);
+const PERSONA_REFRESH_MS = 5_000;
+const STREAM_STALE_MS = 120_000; // a reply stream with no delta for this long is dropped (its writer died)
+const MAX_ROOM_ID = 64;
+const DIRECT_TOPIC = "Direct chat with "; // the topic of the direct rooms this page opens
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers
@@ -80,14 +91,83 @@ function storedName() {
   return name || "human";
 }
 
-function showError(node, error) {
+/** Show (or with null, hide) an error. source "list" marks one from a background refresh, which the next
+ * good refresh clears (clearListError) without hiding what a click went wrong with. */
+function showError(node, error, source = "action") {
   if (!error) {
     node.hidden = true;
     node.textContent = "";
+    delete node.dataset.source;
     return;
   }
+  node.dataset.source = source;
   node.hidden = false;
   node.textContent = error.code ? `${error.code}: ${error.message}` : String(error.message || error);
+}
+
+/** Hex SHA-256 of a string: crypto.subtle where the page is a secure context, else a small JS fallback. */
+async function sha256Hex(text) {
+  const bytes = new TextEncoder().encode(text);
+  const digest = globalThis.crypto?.subtle?.digest
+    ? new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))
+    : sha256Bytes(bytes); // plain http:// on a LAN address has no crypto.subtle
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const SHA256_K = new Uint32Array([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
+  0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+  0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
+  0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+  0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+  0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+  0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+  0xc67178f2,
+]);
+
+/** SHA-256 (FIPS 180-4) of a byte array, for pages without crypto.subtle. */
+function sha256Bytes(bytes) {
+  const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+  const padded = new Uint8Array(((bytes.length + 9 + 63) >> 6) << 6);
+  padded.set(bytes);
+  padded[bytes.length] = 0x80;
+  const view = new DataView(padded.buffer);
+  view.setUint32(padded.length - 8, Math.floor(bytes.length / 0x20000000)); // the bit length, big-endian
+  view.setUint32(padded.length - 4, (bytes.length << 3) >>> 0);
+  const hash = new Uint32Array([
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+  ]);
+  const w = new Uint32Array(64);
+  for (let offset = 0; offset < padded.length; offset += 64) {
+    for (let i = 0; i < 16; i++) w[i] = view.getUint32(offset + i * 4);
+    for (let i = 16; i < 64; i++) {
+      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+      const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1; // the Uint32Array keeps it mod 2^32
+    }
+    let [a, b, c, d, e, f, g, h] = hash;
+    for (let i = 0; i < 64; i++) {
+      const t1 = (h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) >>> 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
+      [h, g, f, e, d, c, b, a] = [g, f, e, (d + t1) >>> 0, c, b, a, (t1 + t2) >>> 0];
+    }
+    hash[0] += a;
+    hash[1] += b;
+    hash[2] += c;
+    hash[3] += d;
+    hash[4] += e;
+    hash[5] += f;
+    hash[6] += g;
+    hash[7] += h;
+  }
+  const out = new Uint8Array(32);
+  const outView = new DataView(out.buffer);
+  hash.forEach((word, i) => outView.setUint32(i * 4, word));
+  return out;
+}
+
+function clearListError(node) {
+  if (node.dataset.source === "list") showError(node, null);
 }
 
 function formatTime(ts) {
@@ -299,7 +379,20 @@ const ui = {
   command: null, // the selected command's description
   fields: [], // field specs of the selected command's form
   running: false,
+  streams: new Map(), // stream_id → {id, room, sender, text, last, node}: persona replies being written
+  finishedStreams: new Set(), // stream ids whose final message arrived (late deltas are dropped)
+  personas: [], // the last `persona_list` result
+  personasLoaded: false,
+  personasDenied: false, // this session lacks the "personas" capability
+  personaSeq: 0, // only the newest persona_list answer is applied
+  personaBusy: new Map(), // persona id → "starting" | "stopping" | "opening" while a click is in flight
+  personasRendered: "", // what the persona list shows now, to skip re-rendering the same thing
 };
+
+function hasCapability(name) {
+  const caps = bus.welcome?.capabilities ?? [];
+  return caps.includes("*") || caps.includes(name);
+}
 
 function isJoined(room) {
   return ui.rooms.some((r) => r.id === room && r.joined);
@@ -312,6 +405,7 @@ function updateControls() {
   $("chat-send").disabled = !canChat;
   $("new-room-create").disabled = !open;
   $("rooms-refresh").disabled = !open;
+  $("personas-refresh").disabled = !open || ui.personasDenied;
   $("command-select").disabled = !open || ui.commands.length === 0;
   $("command-run").disabled = !open || !ui.command || ui.running || !ui.command.allowed;
 }
@@ -324,7 +418,14 @@ bus.on("state", ({ state, text }) => {
   node.dataset.state = state;
   node.textContent = text;
   document.body.dataset.connection = state;
+  if (state === "open") {
+    startPersonaPolling();
+  } else {
+    stopPersonaPolling();
+    dropStreams(); // their ends may never arrive on this connection
+  }
   renderRooms();
+  renderPersonas();
   updateControls();
 });
 
@@ -341,10 +442,23 @@ bus.on("welcome", (info) => {
 });
 
 async function refreshAll() {
-  await Promise.all([refreshRooms(), loadCommands()]);
+  await greetNewSession();
+  await Promise.all([refreshRooms(), loadCommands(), refreshPersonas()]);
   const wanted = ui.room ?? store.get(STORAGE.room);
   if (wanted && isJoined(wanted)) await selectRoom(wanted);
-  else if (ui.room === null && isJoined("general")) await selectRoom("general");
+  else if (ui.room === null && isJoined(DEFAULT_ROOM)) await selectRoom(DEFAULT_ROOM);
+}
+
+/** A session's first connection joins the default room, where the default persona answers everyone. */
+async function greetNewSession() {
+  if (store.get(STORAGE.greeted) === bus.sessionId || !hasCapability("chat")) return;
+  try {
+    await bus.call("room_join", { room: DEFAULT_ROOM });
+    store.set(STORAGE.greeted, bus.sessionId);
+  } catch (error) {
+    if (error.code === "room_not_found") store.set(STORAGE.greeted, bus.sessionId);
+    else console.warn("personad: could not join", DEFAULT_ROOM, error.code, error.message);
+  }
 }
 
 function updateNameHint() {
@@ -380,9 +494,9 @@ async function refreshRooms() {
     const { rooms } = await bus.call("rooms");
     ui.rooms = rooms;
     ui.roomsLoaded = true;
-    showError($("rooms-error"), null);
+    clearListError($("rooms-error"));
   } catch (error) {
-    showError($("rooms-error"), error);
+    showError($("rooms-error"), error, "list");
   }
   renderRooms();
   if (ui.room !== null && !isJoined(ui.room) && bus.state === "open") clearChat();
@@ -401,19 +515,29 @@ function queueRoomsRefresh() {
 
 function renderRooms() {
   const list = $("room-list");
-  if (ui.rooms.length === 0) {
+  // Other people's direct rooms are listed by the daemon too; only the ones this session is in are shown.
+  const rooms = ui.rooms.filter((room) => room.joined || !room.direct);
+  if (rooms.length === 0) {
     list.replaceChildren(el("li", { class: "placeholder" }, ui.roomsLoaded ? "no rooms" : "loading…"));
     return;
   }
-  list.replaceChildren(...ui.rooms.map(roomItem));
+  list.replaceChildren(...rooms.map(roomItem));
 }
 
 function roomItem(room) {
   const offline = bus.state !== "open";
   const current = room.id === ui.room;
   const unread = ui.unread.get(room.id) || 0;
-  const name = el("span", { class: "room-name" }, `#${room.id}`);
+  let label = `#${room.id}`;
+  if (room.direct && room.topic) {
+    label = room.topic.startsWith(DIRECT_TOPIC) ? room.topic.slice(DIRECT_TOPIC.length) : room.topic;
+  }
+  const name = el("span", { class: "room-name", title: `#${room.id}` }, label);
   const badge = unread ? el("span", { class: "badge", title: `${unread} unread` }, String(unread)) : null;
+  const writing =
+    !current && roomIsWriting(room.id)
+      ? el("span", { class: "typing", title: "a reply is being written", "aria-label": "a reply is being written" })
+      : null;
   const title = room.joined
     ? el(
         "button",
@@ -426,6 +550,7 @@ function roomItem(room) {
         },
         name,
         badge,
+        writing,
       )
     : el("span", { class: "room-select not-joined" }, name);
   const verb = room.joined ? "Leave" : "Join";
@@ -441,8 +566,9 @@ function roomItem(room) {
     verb,
   );
   const members = `${room.members} member${room.members === 1 ? "" : "s"}`;
-  const meta = el("span", { class: "room-meta" }, room.topic ? `${members} · ${room.topic}` : members);
-  const classes = `room${current ? " current" : ""}${room.joined ? " joined" : ""}`;
+  const about = room.direct ? "direct" : room.topic;
+  const meta = el("span", { class: "room-meta" }, about ? `${members} · ${about}` : members);
+  const classes = `room${current ? " current" : ""}${room.joined ? " joined" : ""}${room.direct ? " direct" : ""}`;
   return el(
     "li",
     { class: classes, dataset: { room: room.id, joined: String(room.joined) } },
@@ -455,6 +581,7 @@ function roomItem(room) {
 async function joinRoom(room) {
   try {
     await bus.call("room_join", { room });
+    showError($("rooms-error"), null);
     await refreshRooms();
     await selectRoom(room);
   } catch (error) {
@@ -465,6 +592,7 @@ async function joinRoom(room) {
 async function leaveRoom(room) {
   try {
     await bus.call("room_leave", { room });
+    showError($("rooms-error"), null);
     if (ui.room === room) clearChat();
     await refreshRooms();
   } catch (error) {
@@ -512,6 +640,7 @@ function clearChat() {
   $("chat-title").textContent = "No room selected";
   $("chat-topic").textContent = "";
   $("chat-log").replaceChildren();
+  detachStreams();
   $("chat-empty").hidden = false;
   $("chat-empty").textContent = "Join a room on the left to chat.";
   $("chat-load-older").hidden = true;
@@ -533,9 +662,11 @@ async function selectRoom(room) {
     ui.messages = new Map();
     ui.nextBefore = null;
     $("chat-log").replaceChildren();
+    detachStreams();
     $("chat-load-older").hidden = true;
   }
-  $("chat-empty").hidden = ui.messages.size > 0;
+  renderStreams(); // replies being written in this room right now
+  $("chat-empty").hidden = $("chat-log").childElementCount > 0;
   $("chat-empty").textContent = "Loading…";
   showError($("chat-error"), null);
   renderRooms();
@@ -546,7 +677,7 @@ async function selectRoom(room) {
     for (const message of page.messages) addMessage(message);
     if (switching) ui.nextBefore = page.next_before;
     $("chat-empty").textContent = "No messages yet — say hello.";
-    $("chat-empty").hidden = ui.messages.size > 0;
+    $("chat-empty").hidden = $("chat-log").childElementCount > 0;
     $("chat-load-older").hidden = ui.nextBefore === null;
     scrollChatToBottom();
   } catch (error) {
@@ -577,43 +708,168 @@ async function loadOlder() {
   }
 }
 
-/** Insert a message of the selected room in id order; a message already shown is skipped (dedupe). */
+/** Insert a message of the selected room in id order; a message already shown is skipped (dedupe).
+ * A persona's final reply replaces the bubble its stream was written into. Bubbles stay below messages. */
 function addMessage(message) {
+  finishStream(message.meta?.stream_id);
   if (message.room !== ui.room || ui.messages.has(message.id)) return false;
   ui.messages.set(message.id, message);
   const log = $("chat-log");
   const node = messageItem(message);
   let after = log.lastElementChild;
-  while (after && Number(after.dataset.id) > message.id) after = after.previousElementSibling;
+  while (after && (after.dataset.id === undefined || Number(after.dataset.id) > message.id)) {
+    after = after.previousElementSibling;
+  }
   if (after) after.after(node);
   else log.prepend(node);
   $("chat-empty").hidden = true;
   return true;
 }
 
-function addLiveMessage(message) {
+function chatNearBottom() {
   const scroller = $("chat-scroll");
-  const nearBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 60;
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 60;
+}
+
+function addLiveMessage(message) {
+  const nearBottom = chatNearBottom();
   if (addMessage(message) && (nearBottom || message.sender.session_id === bus.sessionId)) scrollChatToBottom();
+}
+
+function senderHead(sender) {
+  const kind = String(sender.kind || "").replace(/[^a-z]/g, "");
+  return [
+    el("span", { class: "sender", title: sender.session_id }, sender.name || sender.session_id || "?"),
+    kind ? el("span", { class: `kind kind-${kind}` }, kind) : null,
+  ];
 }
 
 function messageItem(message) {
   const sender = message.sender || {};
+  const meta = message.meta && typeof message.meta === "object" ? message.meta : {};
   const mine = sender.session_id === bus.sessionId;
-  const kind = String(sender.kind || "").replace(/[^a-z]/g, "");
+  const persona = sender.kind === "persona";
+  const failed = meta.error !== undefined && meta.error !== null;
   const when = new Date(message.ts * 1000);
+  const classes = ["message", mine && "mine", persona && "from-persona", failed && "failed"].filter(Boolean);
   return el(
     "li",
-    { class: `message${mine ? " mine" : ""}`, dataset: { id: String(message.id) } },
+    { class: classes.join(" "), dataset: { id: String(message.id) } },
     el(
       "div",
       { class: "message-head" },
-      el("span", { class: "sender", title: sender.session_id }, sender.name || sender.session_id || "?"),
-      kind ? el("span", { class: `kind kind-${kind}` }, kind) : null,
+      ...senderHead(sender),
+      failed ? el("span", { class: "badge error", title: errorText(meta.error) }, "error") : null,
+      replyInfo(meta),
       el("time", { datetime: when.toISOString(), title: when.toLocaleString() }, formatTime(message.ts)),
     ),
     el("p", { class: "message-text" }, message.text),
   );
+}
+
+function errorText(error) {
+  if (error && typeof error === "object") return error.code ? `${error.code}: ${error.message ?? ""}` : "";
+  return String(error);
+}
+
+/** "1.2 s · 40 tokens" under a persona's reply, from its meta. */
+function replyInfo(meta) {
+  const parts = [];
+  if (typeof meta.seconds === "number") parts.push(`${meta.seconds.toFixed(1)} s`);
+  const tokens = meta.usage?.completion_tokens;
+  if (typeof tokens === "number") parts.push(`${tokens} token${tokens === 1 ? "" : "s"}`);
+  if (typeof meta.observations === "number" && meta.observations > 0) {
+    parts.push(`${meta.observations} command${meta.observations === 1 ? "" : "s"}`);
+  }
+  return parts.length ? el("span", { class: "reply-info" }, parts.join(" · ")) : null;
+}
+
+// Streaming replies: a persona writes its answer as chat_delta events, then posts it as a chat_message
+// whose meta.stream_id names the stream. Deltas of every joined room are kept, so switching to a room shows
+// the replies being written there; the selected room shows each as a .streaming bubble at the bottom.
+
+function onChatDelta(data) {
+  if (!data || typeof data.stream_id !== "string" || typeof data.room !== "string") return;
+  if (ui.finishedStreams.has(data.stream_id)) return; // a straggler after the final message
+  let stream = ui.streams.get(data.stream_id);
+  const isNew = stream === undefined;
+  if (isNew) {
+    stream = { id: data.stream_id, room: data.room, sender: data.sender || {}, text: "", last: 0, node: null };
+    ui.streams.set(stream.id, stream);
+  }
+  stream.text += typeof data.delta === "string" ? data.delta : "";
+  stream.last = Date.now();
+  if (stream.room === ui.room) showStream(stream);
+  else if (isNew) renderRooms(); // the room gets a "writing" marker
+}
+
+function showStream(stream) {
+  const nearBottom = chatNearBottom();
+  if (stream.node === null) {
+    const text = el("p", { class: "message-text" });
+    stream.node = el(
+      "li",
+      {
+        class: `message streaming${stream.sender.kind === "persona" ? " from-persona" : ""}`,
+        dataset: { stream: stream.id },
+        "aria-busy": "true",
+      },
+      el(
+        "div",
+        { class: "message-head" },
+        ...senderHead(stream.sender),
+        el("span", { class: "typing", title: "writing…", "aria-label": "writing" }),
+      ),
+      text,
+    );
+    $("chat-log").append(stream.node);
+    $("chat-empty").hidden = true;
+  }
+  stream.node.querySelector(".message-text").textContent = stream.text;
+  if (nearBottom) scrollChatToBottom();
+}
+
+function finishStream(streamId) {
+  if (typeof streamId !== "string") return;
+  ui.finishedStreams.add(streamId);
+  if (ui.finishedStreams.size > 500) ui.finishedStreams.delete(ui.finishedStreams.values().next().value);
+  const stream = ui.streams.get(streamId);
+  if (stream === undefined) return;
+  stream.node?.remove();
+  ui.streams.delete(streamId);
+  if (stream.room !== ui.room) renderRooms();
+}
+
+function renderStreams() {
+  for (const stream of ui.streams.values()) if (stream.room === ui.room) showStream(stream);
+}
+
+/** The chat log was emptied: the bubbles are gone with it (the streams themselves are kept). */
+function detachStreams() {
+  for (const stream of ui.streams.values()) stream.node = null;
+}
+
+function dropStreams() {
+  for (const stream of ui.streams.values()) stream.node?.remove();
+  ui.streams.clear();
+}
+
+function roomIsWriting(room) {
+  for (const stream of ui.streams.values()) if (stream.room === room) return true;
+  return false;
+}
+
+/** Drop streams whose writer went quiet for good (a crashed persona never posts its final message). */
+function sweepStreams() {
+  const cutoff = Date.now() - STREAM_STALE_MS;
+  let changed = false;
+  for (const stream of [...ui.streams.values()]) {
+    if (stream.last >= cutoff) continue;
+    stream.node?.remove();
+    ui.streams.delete(stream.id);
+    changed = true;
+  }
+  if (changed) renderRooms();
 }
 
 function scrollChatToBottom() {
@@ -652,10 +908,205 @@ bus.on("event:chat_message", (message) => {
   if (message.room === ui.room) {
     addLiveMessage(message);
   } else {
+    finishStream(message.meta?.stream_id);
     ui.unread.set(message.room, (ui.unread.get(message.room) || 0) + 1);
     renderRooms();
   }
 });
+
+bus.on("event:chat_delta", onChatDelta);
+
+// ---------------------------------------------------------------------------------------------------
+// Personas: list, start/stop, and a direct room to chat with one
+
+let personaTimer = null;
+
+function startPersonaPolling() {
+  stopPersonaPolling();
+  personaTimer = setInterval(() => {
+    if (!document.hidden) void refreshPersonas();
+  }, PERSONA_REFRESH_MS);
+}
+
+function stopPersonaPolling() {
+  clearInterval(personaTimer);
+  personaTimer = null;
+}
+
+async function refreshPersonas() {
+  if (bus.state !== "open") return;
+  if (!hasCapability("personas")) {
+    ui.personasDenied = true;
+    renderPersonas();
+    updateControls();
+    return;
+  }
+  const seq = ++ui.personaSeq;
+  try {
+    const { personas } = await bus.call("persona_list");
+    if (seq !== ui.personaSeq) return; // a newer refresh was started meanwhile
+    ui.personas = personas;
+    ui.personasLoaded = true;
+    ui.personasDenied = false;
+    clearListError($("personas-error"));
+  } catch (error) {
+    if (seq !== ui.personaSeq) return;
+    if (error.code === "capability_denied") ui.personasDenied = true;
+    else if (error.code !== "disconnected" && error.code !== "not_connected") {
+      showError($("personas-error"), error, "list");
+    }
+  }
+  renderPersonas();
+  updateControls();
+}
+
+function renderPersonas() {
+  const offline = bus.state !== "open";
+  const key = JSON.stringify([ui.personas, [...ui.personaBusy], ui.personasDenied, ui.personasLoaded, offline]);
+  if (key === ui.personasRendered) return; // unchanged: keep the DOM (and the focus) as it is
+  ui.personasRendered = key;
+  const note = $("personas-note");
+  const list = $("persona-list");
+  if (ui.personasDenied) {
+    note.hidden = false;
+    note.textContent = "This session lacks the “personas” capability, so it cannot list or run personas.";
+    list.replaceChildren();
+    return;
+  }
+  note.hidden = true;
+  note.textContent = "";
+  if (ui.personas.length === 0) {
+    const text = ui.personasLoaded ? "no personas — create one with persona_create" : "loading…";
+    list.replaceChildren(el("li", { class: "placeholder" }, text));
+    return;
+  }
+  list.replaceChildren(...ui.personas.map((persona) => personaItem(persona, offline)));
+}
+
+const RUNNING_STATES = new Set(["running", "starting", "backoff", "stopping"]);
+
+function personaItem(persona, offline) {
+  const busy = ui.personaBusy.get(persona.id);
+  const actual = String(persona.process?.state || "stopped");
+  const state = busy === "starting" || busy === "stopping" ? busy : actual;
+  const name = persona.name || persona.id;
+  const process = persona.process || {};
+  const details = [`process: ${actual}`];
+  if (process.pid) details.push(`pid ${process.pid}`);
+  if (process.restarts) details.push(`${process.restarts} restart${process.restarts === 1 ? "" : "s"}`);
+  if (process.last_exit !== null && process.last_exit !== undefined) {
+    details.push(`last exit ${JSON.stringify(process.last_exit)}`);
+  }
+  const model = persona.model_config?.model;
+  const adapters = Array.isArray(persona.lora_adapters) ? persona.lora_adapters : [];
+  const about = [`@${persona.id}`, persona.model_provider, typeof model === "string" && model ? model : null]
+    .filter(Boolean)
+    .join(" · ");
+  const running = RUNNING_STATES.has(actual);
+  const toggle = running
+    ? el(
+        "button",
+        {
+          type: "button",
+          class: "persona-stop small",
+          "aria-label": `Stop ${name}`,
+          disabled: offline || busy !== undefined || actual === "stopping",
+          onclick: () => void stopPersona(persona.id),
+        },
+        "Stop",
+      )
+    : el(
+        "button",
+        {
+          type: "button",
+          class: "persona-start small",
+          "aria-label": `Start ${name}`,
+          disabled: offline || busy !== undefined,
+          onclick: () => void startPersona(persona.id),
+        },
+        "Start",
+      );
+  const chat = el(
+    "button",
+    {
+      type: "button",
+      class: "persona-chat small",
+      "aria-label": `Chat with ${name}`,
+      title: running ? `Open a direct room with ${name}` : `Open a direct room with ${name} (start it to get answers)`,
+      disabled: offline || busy === "opening" || !hasCapability("chat"),
+      onclick: () => void chatWithPersona(persona),
+    },
+    "Chat",
+  );
+  return el(
+    "li",
+    {
+      class: `persona${busy ? " busy" : ""}`,
+      dataset: { persona: persona.id, state },
+      "aria-busy": busy ? "true" : null,
+    },
+    el(
+      "div",
+      { class: "persona-head" },
+      el("span", { class: "persona-name", title: persona.system_prompt || null }, name),
+      el("span", { class: "persona-state", dataset: { state }, title: details.join(" · ") }, state),
+    ),
+    el(
+      "div",
+      { class: "persona-meta", title: adapters.length ? `adapters: ${adapters.join(", ")}` : null },
+      about,
+      adapters.length ? ` · ${adapters.length} adapter${adapters.length === 1 ? "" : "s"}` : null,
+    ),
+    el("div", { class: "persona-actions" }, toggle, chat),
+  );
+}
+
+async function personaAction(personaId, busy, work) {
+  ui.personaBusy.set(personaId, busy);
+  renderPersonas();
+  try {
+    await work();
+    showError($("personas-error"), null);
+  } catch (error) {
+    showError($("personas-error"), error);
+  } finally {
+    await refreshPersonas();
+    ui.personaBusy.delete(personaId);
+    renderPersonas();
+  }
+}
+
+function startPersona(personaId) {
+  return personaAction(personaId, "starting", () => bus.call("persona_start", { persona: personaId }));
+}
+
+function stopPersona(personaId) {
+  return personaAction(personaId, "stopping", () => bus.call("persona_stop", { persona: personaId }));
+}
+
+/** This session's direct room with a persona: dm-<session>-<persona>, hashed when over 64 characters. */
+async function directRoomId(sessionId, personaId) {
+  const room = `dm-${sessionId}-${personaId}`.toLowerCase();
+  if (room.length <= MAX_ROOM_ID) return room;
+  return `dm-${(await sha256Hex(room)).slice(0, 32)}`;
+}
+
+function chatWithPersona(persona) {
+  return personaAction(persona.id, "opening", async () => {
+    const room = await directRoomId(bus.sessionId, persona.id);
+    const topic = `${DIRECT_TOPIC}${persona.name || persona.id}`;
+    try {
+      await bus.call("room_create", { room, topic, direct: true, invite: [persona.id] });
+    } catch (error) {
+      if (error.code !== "room_exists") throw error;
+      await bus.call("room_join", { room });
+      await bus.call("room_invite", { room, session: persona.id });
+    }
+    await refreshRooms();
+    await selectRoom(room);
+    $("chat-input").focus();
+  });
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Commands: a form per command, generated from its pydantic params JSON schema
@@ -1057,6 +1508,7 @@ function start() {
   });
   $("new-session").addEventListener("click", startNewSession);
   $("rooms-refresh").addEventListener("click", () => void refreshRooms());
+  $("personas-refresh").addEventListener("click", () => void refreshPersonas());
   $("new-room").addEventListener("submit", createRoom);
   $("chat-form").addEventListener("submit", sendChat);
   $("chat-input").addEventListener("keydown", onChatKey);
@@ -1064,6 +1516,7 @@ function start() {
   $("command-select").addEventListener("change", (event) => selectCommand(event.target.value));
   $("command-form").addEventListener("submit", runCommand);
   updateControls();
+  setInterval(sweepStreams, 10_000);
   if (!token) {
     bus.setState("unauthorized", "no token in the URL — open the URL that `personad serve` printed");
     return;
