@@ -47,7 +47,8 @@ class RunningDaemon:
 
     def ws(self, *, token: str | None = None, **query: str) -> WsClient:
         params = {"token": self.token if token is None else token, **query}
-        conn = connect(f"{self.ws_url}?{urlencode(params)}", max_size=None, open_timeout=10)
+        # max_queue=None: a test that leaves many events unread must not stall the close handshake.
+        conn = connect(f"{self.ws_url}?{urlencode(params)}", max_size=None, max_queue=None, open_timeout=10)
         return WsClient(conn.__enter__())  # entering marks it context-managed; WsClient closes it
 
     def stop(self) -> None:

@@ -83,3 +83,23 @@ def test_chat_starts_the_persona_and_runs_interactively(persona_daemon: RunningD
     assert "talker> echo: console: first line" in proc.stdout
     assert "talker> echo: console: second line" in proc.stdout
     assert "(starting talker…)" in proc.stderr
+
+
+def test_brain_export_import_and_stats(tmp_path: Path, fake_provider_plugin: None) -> None:
+    from personad.brain.store import Brain
+
+    assert _cli("persona", "create", "src", "--provider", "fake", home=tmp_path)[0] == 0
+    assert _cli("persona", "create", "dst", "--provider", "fake", home=tmp_path)[0] == 0
+    with Brain.open(tmp_path / "personas" / "src" / "brain.sqlite") as brain:
+        brain.remember({"type": "fact", "key": "user.name", "content": "The user is called Ada."})
+        brain.goal_set("Learn Portuguese")
+    out = tmp_path / "src.jsonl"
+    code, text = _cli("brain", "export", "src", "--out", str(out), home=tmp_path)
+    assert code == 0, text
+    code, text = _cli("brain", "import", "dst", str(out), home=tmp_path)
+    assert code == 0, text
+    code, text = _cli("brain", "stats", "dst", home=tmp_path)
+    stats = json.loads(text)
+    assert stats["memories"] == 1 and stats["goals"] == 1
+    code, text = _cli("brain", "export", "ghost", home=tmp_path)
+    assert code == 5 and "persona_not_found" in text

@@ -66,6 +66,15 @@ def _print_persona(data: dict[str, Any]) -> None:
         click.echo(f"  {label + ':':<14}{value}")
 
 
+def _open_brain(home: Path, persona_id: str) -> Any:
+    """The persona's brain file, opened directly (SQLite lets a running daemon keep writing alongside)."""
+    from personad.brain.store import Brain
+
+    store = PersonaStore(home.resolve())
+    store.load(persona_id)
+    return Brain.open(store.directory(persona_id) / "brain.sqlite")
+
+
 def _offline_describe(store: PersonaStore, persona_id: str) -> dict[str, Any]:
     return {**store.load(persona_id).public(), "process": {"state": "stopped (no daemon)"}}
 
@@ -199,6 +208,53 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         ("delete", "persona_delete", "Stop a persona and delete its directory."),
     ):
         _lifecycle_verb(persona, verb, command, text, home_option, fail)
+
+    @main.group()
+    def brain() -> None:
+        """Export, import and inspect a persona's brain (<home>/personas/<id>/brain.sqlite)."""
+
+    @brain.command("export")
+    @click.argument("persona_id")
+    @click.option(
+        "--out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="JSONL file to write (default: <id>-brain.jsonl)",
+    )
+    @home_option
+    def brain_export(persona_id: str, out: Path | None, home: Path) -> None:
+        """Write every table but the vectors as JSON lines (vectors are recomputed on import)."""
+        try:
+            with _open_brain(home, persona_id) as opened:
+                counts = opened.export_jsonl(out or Path(f"{persona_id}-brain.jsonl"))
+        except PersonadError as exc:
+            fail(exc)
+        click.echo(json.dumps(counts, indent=2))
+
+    @brain.command("import")
+    @click.argument("persona_id")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @home_option
+    def brain_import(persona_id: str, file: Path, home: Path) -> None:
+        """Merge an export into the persona's brain (idempotent: re-importing adds nothing)."""
+        try:
+            with _open_brain(home, persona_id) as opened:
+                counts = opened.import_jsonl(file)
+        except PersonadError as exc:
+            fail(exc)
+        click.echo(json.dumps(counts, indent=2))
+
+    @brain.command("stats")
+    @click.argument("persona_id")
+    @home_option
+    def brain_stats(persona_id: str, home: Path) -> None:
+        """Row counts of every table."""
+        try:
+            with _open_brain(home, persona_id) as opened:
+                stats = opened.stats()
+        except PersonadError as exc:
+            fail(exc)
+        click.echo(json.dumps(stats, indent=2))
 
     @main.command()
     @click.argument("persona_id")

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from personad.browser.manager import BrowserManager
 from personad.bus.commands import CommandRegistry
@@ -22,6 +22,9 @@ from personad.personas.config import PersonaStore
 from personad.personas.supervisor import PersonaSupervisor
 from personad.rooms.store import RoomStore, Sender
 from personad.state import STATE_FILE, load_or_create_token, read_state, write_private
+
+if TYPE_CHECKING:
+    from personad.brain.store import Brain
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class Daemon:
         self.persona_store = PersonaStore(self.home)
         self.personas = PersonaSupervisor(self)
         self._providers: ProviderRegistry | None = None
+        self._brains: dict[str, Brain] = {}
         self.sessions.on_close(self._release_session)
         self._reaper: asyncio.Task[None] | None = None
         self.url: str | None = None
@@ -76,6 +80,23 @@ class Daemon:
         self._reaper = asyncio.create_task(self._reap_idle_sessions(), name="personad-session-reaper")
         await self.personas.start_autostart()
 
+    def brain(self, persona_id: str) -> Brain:
+        """The persona's brain, opened once per daemon (SQLite WAL lets its process write alongside)."""
+        brain = self._brains.get(persona_id)
+        if brain is None:
+            from personad.brain.store import Brain
+
+            directory = self.persona_store.directory(persona_id)
+            self.persona_store.load(persona_id)
+            brain = self._brains[persona_id] = Brain.open(directory / "brain.sqlite")
+        return brain
+
+    def forget_brain(self, persona_id: str) -> None:
+        """Close a persona's brain (before its directory is deleted)."""
+        brain = self._brains.pop(persona_id, None)
+        if brain is not None:
+            brain.close()
+
     def persona_identity(self, persona_id: str) -> Sender | None:
         """How a persona appears as a room member, if it exists."""
         try:
@@ -86,6 +107,8 @@ class Daemon:
 
     async def stop(self) -> None:
         await self.personas.close()
+        for persona_id in list(self._brains):
+            self.forget_brain(persona_id)
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -6,7 +6,7 @@ Behaviour is driven by the last message, so tests can script a conversation:
 - ``run:NAME {json}`` → asks to run command NAME (a ``[CMD:...]`` line, or a native tool call for
   ``fake-tools``); ``badcmd`` → a malformed command line;
 - an observation (``[RESULT:…]``/``[ERROR:…]`` or a tool message) → ``observed <observation>``;
-- ``system?`` → the system prompt; ``adapters?`` → the adapter stack;
+- ``system?`` → the system prompt; ``adapters?`` → the adapter stack; ``memory?`` → the recalled memories;
 - anything else → ``echo: <text>``, streamed word by word.
 """
 
@@ -33,6 +33,9 @@ class FakeProvider(ModelProvider):
             return f"observed {text[:400]}", []
         if "system?" in text:
             return request.messages[0].content, []
+        if "memory?" in text:
+            notes = [m.content for m in request.messages if m.content.startswith("[memory]")]
+            return (" | ".join(notes) or "no memories"), []
         if "adapters?" in text:
             return "adapters=" + ",".join(a.name for a in request.adapters), []
         if "badcmd" in text:

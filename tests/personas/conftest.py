@@ -27,7 +27,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float 
         time.sleep(interval)
 
 
-def reply_to(ws: WsClient, message_id: int, timeout: float = 30) -> tuple[dict[str, Any], list[str]]:
+def reply_to(ws: WsClient, message_id: int, timeout: float = 90) -> tuple[dict[str, Any], list[str]]:
     """Wait for the persona's answer to ``message_id``; returns it and the deltas streamed before it."""
     deltas: list[str] = []
     deadline = time.monotonic() + timeout

@@ -24,6 +24,7 @@ def test_local_persona_answers_over_the_bus_and_v1(persona_daemon: RunningDaemon
                 "capabilities": ["chat"],
                 "respond_in": ["general"],
                 "start": True,
+                "memory_budget_tokens": 0,  # greedy output is compared across calls: keep the prompt fixed
                 "system_prompt": "You are a concise assistant. Answer in one short sentence.",
             },
             timeout=300,

@@ -130,12 +130,15 @@ def test_sigkill_restarts_the_persona_and_others_keep_working(persona_daemon: Ru
     assert "signal 9" in crashes
     with persona_daemon.ws(name="ada") as ws:
         ws.call("room_join", {"room": "general"})
-        sent = ws.call("chat", {"room": "general", "text": "@survivor ping"})["result"]["message"]
+        sent = ws.call("chat", {"room": "general", "text": "@survivor @victim ping"})["result"]["message"]
         texts = set()
         for _ in range(2):  # both answer: victim (respond_in general) after its restart, survivor (mentioned)
             deadline_reply, _ = reply_to(ws, sent["id"])
             texts.add((deadline_reply["sender"]["session_id"], deadline_reply["text"]))
-        assert texts == {("victim", "echo: ada: @survivor ping"), ("survivor", "echo: ada: @survivor ping")}
+        assert texts == {
+            ("victim", "echo: ada: @survivor @victim ping"),
+            ("survivor", "echo: ada: @survivor @victim ping"),
+        }
         assert ws.call("ping")["ok"]
 
 

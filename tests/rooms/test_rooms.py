@@ -93,3 +93,16 @@ def test_exactly_full_last_page_has_no_next(running: RunningDaemon) -> None:
         second = ws.call("chat_history", {"room": "twenty", "limit": 10, "before": first["next_before"]})
         assert [m["text"] for m in second["result"]["messages"]] == [f"m{i}" for i in range(10)]
         assert second["result"]["next_before"] is None
+
+
+def test_direct_rooms_are_private(running: RunningDaemon) -> None:
+    with running.ws(name="ann") as ann, running.ws(name="bob", session="bob") as bob, running.ws() as eve:
+        ann.call("room_create", {"room": "dm-ann-bob", "direct": True, "invite": ["bob"]})
+        assert bob.wait_event("room_joined")["data"]["room"] == "dm-ann-bob"
+        assert "dm-ann-bob" in {r["id"] for r in bob.call("rooms")["result"]["rooms"]}
+        assert "dm-ann-bob" not in {r["id"] for r in eve.call("rooms")["result"]["rooms"]}
+        assert eve.call("room_join", {"room": "dm-ann-bob"})["error"]["code"] == "direct_room"
+        sent = bob.call("chat", {"room": "dm-ann-bob", "text": "hi ann"})["result"]["message"]
+        assert sent["direct"] is True and sent["sender"]["name"] == "bob"
+        ann.call("room_leave", {"room": "dm-ann-bob"})
+        assert ann.call("room_join", {"room": "dm-ann-bob"})["ok"] is True  # its creator may come back

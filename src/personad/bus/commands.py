@@ -28,6 +28,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "personad.files.commands",
     "personad.browser.commands",
     "personad.personas.commands",
+    "personad.brain.commands",
 )
 
 

@@ -111,7 +111,10 @@ class BusClient:
         if not task.cancelled() and task.exception() is not None:
             log.error("event handler failed", exc_info=task.exception())
 
-    async def close(self) -> None:
+    async def close(self, drain: float = 0.0) -> None:
+        """Close the connection; with ``drain``, first give running event handlers that long to finish."""
+        if drain and self._event_tasks:
+            await asyncio.wait(set(self._event_tasks), timeout=drain)
         for task in list(self._event_tasks):
             task.cancel()
         if self._conn is not None:

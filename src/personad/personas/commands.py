@@ -87,6 +87,7 @@ async def persona_delete(ctx: CommandContext, params: PersonaParams) -> dict[str
     """
     ctx.daemon.persona_store.load(params.persona)
     await ctx.daemon.personas.stop(params.persona)
+    ctx.daemon.forget_brain(params.persona)
     ctx.daemon.persona_store.delete(params.persona)
     ctx.daemon.events.publish("persona_deleted", {"persona": params.persona})
     return {"deleted": params.persona}

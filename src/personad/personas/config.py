@@ -72,6 +72,9 @@ class PersonaConfig(BaseModel):
     history_messages: int = Field(
         default=12, ge=0, le=200, description="recent room messages given as context"
     )
+    memory_budget_tokens: int = Field(
+        default=200, ge=0, le=4000, description="recalled memories given to the model per answer; 0 = none"
+    )
     autostart: bool = False
     created_at: float = Field(default_factory=time.time)
 

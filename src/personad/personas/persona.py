@@ -9,6 +9,7 @@ protocol otherwise. A model's bad or forbidden call comes back to it as an obser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from personad.bus.ws_client import BusClient
 from personad.errors import BadRequestError, PersonadError, UnavailableError
@@ -27,6 +28,10 @@ from personad.models.registry import ProviderRegistry, load_provider_registry
 from personad.personas import command_protocol
 from personad.personas.config import PersonaConfig, PersonaStore, validate_adapter_names
 from personad.personas.conversation import build_request, tools_from_commands
+from personad.personas.memory import PersonaMemory
+
+if TYPE_CHECKING:
+    from personad.brain.store import Brain
 from personad.state import read_state
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,8 @@ log = logging.getLogger(__name__)
 URL_ENV = "PERSONAD_URL"
 TOKEN_ENV = "PERSONAD_PERSONA_TOKEN"
 DeltaSink = Callable[[str], Awaitable[None]]
+STOP_DRAIN_SECONDS = 5.0
+CATCH_UP_SECONDS = 600.0  # unanswered asks younger than this are answered when the persona (re)starts
 
 
 @dataclass
@@ -72,6 +79,14 @@ class PersonaDaemon:
         self.turns = 0
         self.last_error: dict[str, Any] | None = None
         self._room_locks: dict[str, asyncio.Lock] = {}
+        self._warming: asyncio.Task[None] | None = None
+        self._catch_up: asyncio.Task[None] | None = None
+        directory = config.session_directory or (str(home / "personas" / config.id) if home else None)
+        self.memory: PersonaMemory | None = None
+        if directory is not None:
+            self.memory = PersonaMemory(
+                Path(directory) / "brain.sqlite", budget_tokens=config.memory_budget_tokens
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -115,13 +130,70 @@ class PersonaDaemon:
                 log.warning("persona %s could not join %s: %s", self.config.id, room, exc.message)
         self.state = "running"
         self.started_at = time.time()
+        if self.memory is not None and self._warming is None:
+            # Loading the embedding model takes seconds; do it now rather than on the first message.
+            self._warming = asyncio.create_task(asyncio.to_thread(self.memory.warm))
         await self.bus.call("persona_ready")
+        self._catch_up = asyncio.create_task(self._answer_missed(), name=f"catch-up-{self.config.id}")
         return self.get_status()
 
+    async def _answer_missed(self) -> None:
+        """Answer what was said to us while we were down (a restart, a crash): the latest unanswered ask."""
+        bus = self._bus()
+        horizon = time.time() - CATCH_UP_SECONDS
+        for room in self.config.rooms:
+            try:
+                messages = (await bus.call("chat_history", {"room": room, "limit": 20}))["messages"]
+            except PersonadError:
+                continue
+            mine = [
+                i
+                for i, m in enumerate(messages)
+                if (m.get("sender") or {}).get("session_id") == self.config.id
+            ]
+            pending = messages[mine[-1] + 1 :] if mine else messages
+            asks = [m for m in pending if m.get("ts", 0) >= horizon and self.is_addressed(m)]
+            if asks:
+                await self.answer_in_room(asks[-1])
+
+    # -- the brain (the seed's remember / recall / db) ----------------------------------------------
+
+    @property
+    def db(self) -> Brain:
+        """The persona's brain: ``query(sql)``, ``save_achievement(...)``, goals, emotions, …"""
+        return self._memory().brain
+
+    def _memory(self) -> PersonaMemory:
+        if self.memory is None:
+            raise UnavailableError(
+                f"persona {self.config.id!r} has no directory for its brain; give PersonaDaemon a home",
+                code="brain_unavailable",
+            )
+        return self.memory
+
+    async def remember(self, memory: dict[str, Any]) -> dict[str, Any]:
+        """Store a memory (learning_experience, collaboration, fact, conversation, …) in the brain."""
+        return await asyncio.to_thread(self.db.remember, memory)
+
+    async def recall(
+        self, query: str, k: int = 10, filters: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Hybrid search of the brain: full text, embeddings, recency and importance, fused."""
+        return await asyncio.to_thread(self.db.recall, query, k, filters)
+
     async def stop(self) -> None:
+        if self._catch_up is not None and not self._catch_up.done():
+            await asyncio.wait({self._catch_up}, timeout=STOP_DRAIN_SECONDS)
+            self._catch_up.cancel()
         if self.bus is not None:
-            await self.bus.close()
+            await self.bus.close(drain=STOP_DRAIN_SECONDS)  # let answers in flight finish and be stored
             self.bus = None
+        if self._warming is not None:
+            with contextlib.suppress(Exception):
+                await self._warming
+            self._warming = None
+        if self.memory is not None:
+            self.memory.close()
         if self._provider is not None:
             await self._provider.aclose()
         self.state = "stopped"
@@ -180,7 +252,12 @@ class PersonaDaemon:
             raise BadRequestError("chat_message needs data.message (text)", code="invalid_params")
         if data.get("context"):
             text = f"{text}\n\nContext: {json.dumps(data['context'], default=str)}"
-        result = await self.run_turn([ChatMessage("user", text)])
+        trigger = {"text": text, "sender": {"name": str(data.get("sender") or "api"), "kind": "api"}}
+        conversation = await self._with_memories([ChatMessage("user", text)], trigger)
+        result = await self.run_turn(conversation)
+        await self._store_exchange(
+            trigger, result.text, data.get("room") if isinstance(data.get("room"), str) else None
+        )
         reply: dict[str, Any] = {
             "reply": result.text,
             "observations": result.observations,
@@ -225,17 +302,17 @@ class PersonaDaemon:
         if sender.get("session_id") == self.config.id:
             return False
         text = str(message.get("text", ""))
-        handles = {self.config.id, self.config.display_name.replace(" ", "")}
-        mentioned = any(re.search(rf"@{re.escape(h)}\b", text, re.IGNORECASE) for h in handles if h)
+        handles = {h.lower() for h in (self.config.id, self.config.display_name.replace(" ", "")) if h}
+        mentions = {m.lower() for m in re.findall(r"@([A-Za-z0-9_-]+)", text)}
+        mentioned = bool(mentions & handles)
         if sender.get("kind") == "persona":
             return mentioned  # personas answer each other only when called on, so they cannot loop
+        if message.get("direct") or mentioned:
+            return True
+        if mentions:
+            return False  # addressed to someone else: not ours, even where we answer everything
         room = message.get("room")
-        return (
-            mentioned
-            or "*" in self.config.respond_in
-            or room in self.config.respond_in
-            or bool(message.get("direct"))
-        )
+        return "*" in self.config.respond_in or room in self.config.respond_in
 
     async def _on_event(self, event: str, data: dict[str, Any]) -> None:
         if event == "chat_message" and self.is_addressed(data):
@@ -253,7 +330,7 @@ class PersonaDaemon:
                 await bus.call("chat_delta", {"room": room, "stream_id": stream_id, "delta": delta})
 
             try:
-                conversation = await self._room_context(room, message)
+                conversation = await self._with_memories(await self._room_context(room, message), message)
                 result = await self.run_turn(conversation, on_delta=send_delta)
                 text = result.text or "…"
                 meta = {
@@ -268,7 +345,26 @@ class PersonaDaemon:
                 log.warning("persona %s failed to answer: %s", self.config.id, exc.message)
                 text = f"(I could not answer: {exc.code}: {exc.message})"
                 meta = {"stream_id": stream_id, "error": exc.to_dict(), "in_reply_to": message.get("id")}
-            await bus.call("chat", {"room": room, "text": text, "meta": meta})
+            try:
+                await bus.call("chat", {"room": room, "text": text, "meta": meta})
+            finally:  # the exchange is remembered even if the bus went away meanwhile
+                await self._store_exchange(message, "" if "error" in meta else text, room)
+
+    async def _with_memories(
+        self, conversation: list[ChatMessage], trigger: dict[str, Any]
+    ) -> list[ChatMessage]:
+        """Put the recalled memories (a quoted user-role note) just before the message being answered."""
+        if self.memory is None:
+            return conversation
+        seen = {str(trigger.get("text", ""))} | {c.content for c in conversation}
+        note = await self.memory.recall_note(str(trigger.get("text", "")), skip_contents=seen)
+        if note is None:
+            return conversation
+        return [*conversation[:-1], note, conversation[-1]]
+
+    async def _store_exchange(self, trigger: dict[str, Any], reply: str, room: str | None) -> None:
+        if self.memory is not None:
+            await self.memory.store_exchange(trigger, reply, room=room)
 
     async def _room_context(self, room: str, trigger: dict[str, Any]) -> list[ChatMessage]:
         history: list[dict[str, Any]] = []

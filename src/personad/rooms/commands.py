@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from personad.bus.commands import CommandRegistry, NoParams
 from personad.bus.processor import CommandContext
-from personad.errors import NotFoundError
+from personad.errors import ForbiddenError, NotFoundError
 from personad.rooms.store import Sender
 
 CAPABILITY = "chat"
@@ -109,11 +109,18 @@ def _announce_invite(ctx: CommandContext, room: str, session_id: str) -> None:
 
 
 async def room_join(ctx: CommandContext, params: RoomParams) -> dict[str, Any]:
-    """Join a room: its messages are pushed to this session from now on.
+    """Join a room: its messages are pushed to this session from now on. Direct rooms are invitation-only.
 
     Returns `{"room": {...}, "joined": true}`; members get a `room_joined` event.
     """
-    room = ctx.daemon.rooms.join(params.room, _sender(ctx))
+    rooms = ctx.daemon.rooms
+    found = rooms.get(params.room)
+    invited = rooms.is_member(params.room, ctx.session.id) or found["created_by"] == ctx.session.id
+    if found["direct"] and not invited:
+        raise ForbiddenError(
+            f"room {params.room!r} is a direct room; only its members can invite others", code="direct_room"
+        )
+    room = rooms.join(params.room, _sender(ctx))
     _announce(ctx, "room_joined", params.room)
     return {"room": room, "joined": True}
 
@@ -134,7 +141,9 @@ async def list_rooms(ctx: CommandContext, params: NoParams) -> dict[str, Any]:
 
     Returns `{"rooms": [{id, topic, created_by, created_at, members, joined}]}`.
     """
-    return {"rooms": ctx.daemon.rooms.list(ctx.session.id)}
+    listed = ctx.daemon.rooms.list(ctx.session.id)
+    # Direct rooms are private: only their members see them.
+    return {"rooms": [r for r in listed if r["joined"] or not r["direct"]]}
 
 
 async def chat(ctx: CommandContext, params: ChatParams) -> dict[str, Any]:

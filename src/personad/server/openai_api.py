@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -20,6 +20,7 @@ from personad.errors import BadRequestError, NotFoundError, PersonadError
 from personad.models.base import ChatMessage, ModelProvider
 from personad.personas.config import PERSONA_ID, PersonaConfig
 from personad.personas.conversation import build_request
+from personad.personas.memory import PersonaMemory
 
 if TYPE_CHECKING:
     from personad.daemon import Daemon
@@ -120,9 +121,22 @@ def create_router(daemon: Daemon) -> APIRouter:
             provider = daemon.providers.create(
                 config.model_provider, await daemon.personas.provider_config(config)
             )
+            conversation = _conversation(completion.messages)
+            memory = PersonaMemory(
+                daemon.persona_store.directory(config.id) / "brain.sqlite",
+                budget_tokens=config.memory_budget_tokens,
+                brain=daemon.brain(config.id),
+            )
+            trigger = _trigger(conversation)
+            if trigger is not None:
+                note = await memory.recall_note(
+                    trigger["text"], skip_contents={m.content for m in conversation}
+                )
+                if note is not None:
+                    conversation.insert(len(conversation) - 1, note)
             chat_request = build_request(
                 config,
-                _conversation(completion.messages),
+                conversation,
                 overrides={
                     "temperature": completion.temperature,
                     "top_p": completion.top_p,
@@ -134,9 +148,14 @@ def create_router(daemon: Daemon) -> APIRouter:
         except PersonadError as exc:
             return openai_error(exc)
         completion_id = f"chatcmpl-{secrets.token_hex(12)}"
+
+        async def remember(reply: str) -> None:
+            if trigger is not None:
+                await memory.store_exchange(trigger, reply, room=None)
+
         if completion.stream:
             include_usage = bool((completion.stream_options or {}).get("include_usage"))
-            stream = _stream(provider, chat_request, config, completion_id, include_usage)
+            stream = _stream(provider, chat_request, config, completion_id, include_usage, remember)
             return StreamingResponse(stream, media_type="text/event-stream")
         try:
             result = await provider.complete(chat_request)
@@ -144,6 +163,7 @@ def create_router(daemon: Daemon) -> APIRouter:
             return openai_error(exc)
         finally:
             await provider.aclose()
+        await remember(result.text)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -166,8 +186,21 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+def _trigger(conversation: list[ChatMessage]) -> dict[str, Any] | None:
+    """The last user message, shaped like a room message so the persona's memory can store it."""
+    for message in reversed(conversation):
+        if message.role == "user" and message.content.strip():
+            return {"text": message.content, "sender": {"name": "openai-api", "kind": "api"}}
+    return None
+
+
 async def _stream(
-    provider: ModelProvider, request: Any, config: PersonaConfig, completion_id: str, include_usage: bool
+    provider: ModelProvider,
+    request: Any,
+    config: PersonaConfig,
+    completion_id: str,
+    include_usage: bool,
+    remember: Callable[[str], Awaitable[None]],
 ) -> AsyncIterator[str]:
     created = int(time.time())
 
@@ -185,9 +218,11 @@ async def _stream(
     yield chunk({"role": "assistant", "content": ""})
     prompt_tokens = completion_tokens = 0
     finish = "stop"
+    parts: list[str] = []
     try:
         async for part in provider.stream(request):
             if part.text:
+                parts.append(part.text)
                 yield chunk({"content": part.text})
             if part.usage is not None:
                 prompt_tokens, completion_tokens = part.usage.prompt_tokens, part.usage.completion_tokens
@@ -200,6 +235,7 @@ async def _stream(
         return
     finally:
         await provider.aclose()
+    await remember("".join(parts))
     yield chunk({}, finish)
     if include_usage:
         body = {
