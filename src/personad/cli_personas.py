@@ -319,9 +319,19 @@ async def _chat(home: Path, persona_id: str, message: str | None, timeout: float
     await bus.connect()
     try:
         shown = await bus.call("persona_show", {"persona": persona_id})
-        if (shown.get("process") or {}).get("state") != "running":
+        state = (shown.get("process") or {}).get("state")
+        if state in ("stopped", "stopping", None):
             click.echo(f"(starting {persona_id}…)", err=True)
             await bus.call("persona_start", {"persona": persona_id})
+        elif state != "running":
+            click.echo(f"(waiting for {persona_id}, {state}…)", err=True)
+            deadline = asyncio.get_running_loop().time() + timeout
+            while (await bus.call("persona_show", {"persona": persona_id}))["process"]["state"] != "running":
+                if asyncio.get_running_loop().time() > deadline:
+                    raise UnavailableError(
+                        f"{persona_id} did not come up within {timeout:.0f}s", code="timeout"
+                    )
+                await asyncio.sleep(0.3)
         room = dm_room("console", persona_id)
         try:
             await bus.call(

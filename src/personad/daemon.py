@@ -72,6 +72,10 @@ class Daemon:
                     "id": default,
                     "name": default.capitalize(),
                     "system_prompt": "You are a helpful, concise assistant.",
+                    # The 135M local model answers well but cannot drive the [CMD:...] protocol reliably;
+                    # listing commands in its prompt only distracts it.
+                    "capabilities": ["chat"],
+                    "temperature": 0.3,  # a small model wanders at higher temperatures
                     "respond_in": [self.settings.default_room],
                     "autostart": True,
                 }

@@ -141,7 +141,8 @@ class PersonaDaemon:
         """Answer what was said to us while we were down (a restart, a crash): the latest unanswered ask."""
         bus = self._bus()
         horizon = time.time() - CATCH_UP_SECONDS
-        for room in self.config.rooms:
+        joined = [r["id"] for r in (await bus.call("rooms"))["rooms"] if r["joined"]]
+        for room in joined:  # configured rooms and those it was invited to (direct chats)
             try:
                 messages = (await bus.call("chat_history", {"room": room, "limit": 20}))["messages"]
             except PersonadError:

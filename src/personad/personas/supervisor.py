@@ -80,6 +80,7 @@ class PersonaSupervisor:
     def mark_ready(self, persona_id: str) -> None:
         proc = self._procs.get(persona_id)
         if proc is not None:
+            proc.state = "running"  # only now: it has joined its rooms and answers
             proc.ready.set()
 
     # -- the shared inference worker ---------------------------------------------------------------
@@ -185,7 +186,6 @@ class PersonaSupervisor:
                 start_new_session=True,  # a Ctrl-C to the daemon's terminal is the daemon's to handle
             )
         proc.started_at = time.time()
-        proc.state = "running"
         log.info("persona %s started as pid %s", config.id, proc.process.pid)
 
     async def _monitor(self, proc: PersonaProcess) -> None:
