@@ -184,8 +184,7 @@ class PersonaDaemon:
 
     async def stop(self) -> None:
         if self._catch_up is not None and not self._catch_up.done():
-            await asyncio.wait({self._catch_up}, timeout=STOP_DRAIN_SECONDS)
-            self._catch_up.cancel()
+            self._catch_up.cancel()  # old asks can wait for the next start; shutting down cannot
         if self.bus is not None:
             await self.bus.close(drain=STOP_DRAIN_SECONDS)  # let answers in flight finish and be stored
             self.bus = None
