@@ -15,17 +15,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect, sync_playwright
 
+from personad.config import DEFAULT_CHROMIUM_ARGS
 from tests.conftest import RunningDaemon
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM_ARGS = list(DEFAULT_CHROMIUM_ARGS)  # the daemon's own flags
 BLUE_PAGE = 'data:text/html,<body style="margin:0;background:rgb(0,128,255)"></body>'
 SESSION_ID = re.compile(r"^web-[0-9a-f]{12}$")
 OK_OR_ERROR = re.compile(r"^(ok|error)$")
