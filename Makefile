@@ -20,6 +20,8 @@ lint: $(STAMP)
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/bus.py
 	$(BIN)/python benchmarks/chat.py
+	$(BIN)/python benchmarks/brain.py
+	$(BIN)/python benchmarks/brain_crash.py
 
 install: $(STAMP)
 

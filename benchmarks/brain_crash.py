@@ -3,10 +3,10 @@
 Each round starts ``tests/brain/crash_writer.py`` (the writer the durability test uses) on one brain file
 that persists across rounds. It writes bursts of memories with ``remember()`` and ``remember_many()``
 (facts about shared subjects, so kills also land inside the UPDATEs that close older facts, and
-collaborations, which add an interactions row) and prints each id only after the call has returned. The
-round SIGKILLs it at a random moment (most rounds while it is writing; some while it is still opening
-and migrating the brain) and then checks the file directly, without Brain.open (which would repair
-missing vectors):
+collaborations, which add an interactions row) and prints each id only after the call has returned.
+The round SIGKILLs it at a random moment (most rounds 0-0.6 s into writing; about one in ten late in
+its start-up, inside or just after Brain.open's migration and vector sync) and then checks the file
+directly, without Brain.open (which would repair missing vectors):
 
 * every acknowledged id is in ``memories`` (lost must be 0);
 * ``PRAGMA integrity_check`` is ok, and so is FTS5's own integrity check against the memories table;
@@ -14,12 +14,13 @@ missing vectors):
 * every collaboration memory has its interactions row;
 * at most one claim is current per (type, key).
 
-The writer uses the hashing embedder by default (a round then takes about a second; MiniLM's load would
+The writer uses the hashing embedder by default (a round then takes under a second; MiniLM's load would
 dominate): what is tested is SQLite's and the brain's transaction handling, not the model. ``--real``
-uses MiniLM. The last line of stdout is one JSON object.
+uses MiniLM and starts each round's kill clock at the first acknowledged write (about 5 s a round). The
+last line of stdout is one JSON object; the exit status is 1 if anything was lost or inconsistent.
 
-    .venv/bin/python benchmarks/brain_crash.py              # 100 rounds
-    .venv/bin/python benchmarks/brain_crash.py --rounds 10
+    .venv/bin/python benchmarks/brain_crash.py               # 100 rounds, about 1.5 minutes
+    .venv/bin/python benchmarks/brain_crash.py --rounds 10 --real
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -166,24 +168,32 @@ def main(argv: list[str] | None = None) -> int:
               "fact_conflicts": 0, "lost": 0}  # fmt: skip
     killed_writing = killed_opening = writer_errors = 0
     last: dict[str, Any] = {}
+    ready_s: list[float] = []  # how long writers took to open the brain
     try:
         for round_ in range(args.rounds):
             proc = start_writer(db, round_, args.real)
             assert proc.stdout is not None and proc.stderr is not None
-            early = rng.random() < args.early
+            early = bool(ready_s) and rng.random() < args.early
+            head = ""
             if early:
-                # Somewhere in interpreter start-up, imports, migration or the vector sync of Brain.open.
-                time.sleep(rng.uniform(0.0, 0.4))
+                # Late in start-up: inside Brain.open (migration, vector sync) or just after it.
+                typical = statistics.median(ready_s)
+                time.sleep(rng.uniform(0.6 * typical, 1.1 * typical))
             else:
+                spawned = time.perf_counter()
                 ready = proc.stdout.readline()
                 if ready != "ready\n":
                     proc.wait(timeout=30)
                     log(f"round {round_}: writer failed to start: {proc.stderr.read()[-2000:]}")
                     writer_errors += 1
                     break
+                ready_s.append(time.perf_counter() - spawned)
+                if args.real:
+                    # MiniLM loads on the first remember (seconds): start the clock once writes flow.
+                    head += proc.stdout.readline()
                 time.sleep(rng.uniform(0.0, args.max_delay))
             os.killpg(proc.pid, signal.SIGKILL)
-            output = proc.stdout.read()
+            output = head + proc.stdout.read()
             error = proc.stderr.read()
             proc.wait(timeout=30)
             proc.stdout.close()
@@ -229,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{killed_opening}, after opening but before the first acknowledgement {before_first}, "
         f"writer errors {writer_errors}"
     )
+    if ready_s:
+        log(f"writer start-up to ready: median {statistics.median(ready_s) * 1000:.0f} ms")
     log(f"acknowledged {distinct}, found {found}, lost {totals['lost']} (must be 0)")
     log(
         f"integrity failures {totals['integrity_failures']}, FTS index failures {totals['fts_failures']}, "

@@ -359,10 +359,10 @@ class Brain:
         if not text:
             with self._lock:
                 return self._newest(flt, k, now)
-        fts: dict[int, int] = {}
-        vec: dict[int, int] = {}
+        fts_hits: list[tuple[int, float]] = []
+        vec_hits: list[tuple[int, float]] = []
         if mode == "vector":
-            vec = dense_ranks(self._vector_hits(text, flt, pool))
+            vec_hits = self._vector_hits(text, flt, pool)
         else:
             # The two retrievers run at once: embedding and the KNN scan on a worker thread and a second
             # connection, BM25 here (both release the GIL), so hybrid costs about the slower of the two.
@@ -371,14 +371,15 @@ class Brain:
                 with self._lock:
                     words = self._terms.informative(query_words(text), self._max_seq())
                     match = match_expression(words)
-                    fts = dense_ranks(self._fts_hits(match, flt, pool)) if match else {}
+                    fts_hits = self._fts_hits(match, flt, pool) if match else []
             finally:
                 if pending is not None:
-                    vec = dense_ranks(pending.result())
+                    vec_hits = pending.result()
+        fts, vec = dense_ranks(fts_hits), dense_ranks(vec_hits)
         with self._lock:
             rows = self._rows(list(fts.keys() | vec.keys()))
         results = []
-        for score, seq in fuse(fts, vec, rows, now)[:k]:
+        for score, seq in fuse(fts_hits, vec_hits, rows, now)[:k]:
             result = rows[seq]
             result["score"] = round(score, 8)
             result["ranks"] = {"fts": fts.get(seq), "vector": vec.get(seq)}
