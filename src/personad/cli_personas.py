@@ -280,10 +280,12 @@ def _lifecycle_verb(
     @home_option
     def run_verb(persona_id: str, as_json: bool, home: Path) -> None:
         home = home.resolve()
-        offline = None
-        if verb == "delete":
-            store = PersonaStore(home)
-            offline = lambda: (store.delete(persona_id), {"deleted": persona_id})[1]  # noqa: E731
+
+        def delete_offline() -> dict[str, Any]:
+            PersonaStore(home).delete(persona_id)
+            return {"deleted": persona_id}
+
+        offline = delete_offline if verb == "delete" else None
         try:
             result = _run(home, command, {"persona": persona_id}, offline=offline)
         except PersonadError as exc:

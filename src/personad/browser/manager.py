@@ -66,10 +66,6 @@ class BrowserManager:
         self._sessions: dict[str, SessionBrowser] = {}
         self._launch_lock = asyncio.Lock()
 
-    @property
-    def running(self) -> bool:
-        return self._browser is not None and self._browser.is_connected()
-
     async def _ensure_browser(self) -> Browser:
         async with self._launch_lock:
             if self._browser is not None and self._browser.is_connected():

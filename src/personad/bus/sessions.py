@@ -41,6 +41,13 @@ def validate_session_id(session_id: str) -> str:
     return session_id
 
 
+def parse_capabilities(raw: str | None) -> list[str] | None:
+    """A comma list from a query parameter or header; None (not given) means "all the token allows"."""
+    if raw is None:
+        return None
+    return [c.strip() for c in raw.split(",") if c.strip()]
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 

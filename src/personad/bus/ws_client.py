@@ -44,7 +44,7 @@ class BusClient:
         first = json.loads(await asyncio.wait_for(self._conn.recv(), timeout))
         if first.get("type") != "welcome":
             await self._conn.close()
-            raise error_from_dict(first.get("error") or {}, 401 if "unauthorized" in str(first) else 400)
+            raise error_from_dict(first.get("error") or {})
         self.welcome = first["data"]
         self._reader = asyncio.create_task(self._read_loop(), name="bus-client-reader")
         return self.welcome

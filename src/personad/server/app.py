@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from personad import __version__
-from personad.bus.sessions import Session, validate_session_id
+from personad.bus.sessions import Session, parse_capabilities, validate_session_id
 from personad.daemon import Daemon
 from personad.errors import (
     BadRequestError,
@@ -112,23 +112,20 @@ def http_session(daemon: Daemon, request: Request) -> Session:
     kind = request.headers.get(KIND_HEADER, default_kind)
     if kind not in ("api", "console", "browser"):
         raise BadRequestError(f"{KIND_HEADER} must be api, console or browser", code="invalid_kind")
-    raw_caps = request.headers.get(CAPABILITIES_HEADER)
-    capabilities = [c.strip() for c in raw_caps.split(",") if c.strip()] if raw_caps is not None else None
+    capabilities = parse_capabilities(request.headers.get(CAPABILITIES_HEADER))
     return daemon.sessions.open(kind=kind, session_id=session_id, capabilities=capabilities)
 
 
-def create_app(daemon: Daemon, *, manage_lifecycle: bool = True) -> FastAPI:
-    """Build the app around ``daemon``; with ``manage_lifecycle`` the app starts and stops it."""
+def create_app(daemon: Daemon) -> FastAPI:
+    """Build the app around ``daemon``; the app's lifespan starts and stops it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if manage_lifecycle:
-            await daemon.start()
+        await daemon.start()
         try:
             yield
         finally:
-            if manage_lifecycle:
-                await daemon.stop()
+            await daemon.stop()
 
     app = FastAPI(
         title="personad",

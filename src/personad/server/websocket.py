@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from personad.bus.sessions import Client, Session, new_id
+from personad.bus.sessions import Client, Session, new_id, parse_capabilities
 from personad.errors import (
     BadRequestError,
     ForbiddenError,
@@ -30,12 +30,6 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_SESSION = 4400
 CLOSE_TRY_AGAIN = 1013
 MESSAGE_TYPES = ("execute_command", "ping")
-
-
-def _parse_capabilities(raw: str | None) -> list[str] | None:
-    if raw is None:
-        return None
-    return [c.strip() for c in raw.split(",") if c.strip()]
 
 
 class WebSocketConnection:
@@ -91,7 +85,7 @@ class WebSocketConnection:
                 kind=kind,
                 session_id=params.get("session"),
                 name=params.get("name"),
-                capabilities=_parse_capabilities(params.get("capabilities")),
+                capabilities=parse_capabilities(params.get("capabilities")),
             )
         persona_id = params.get("persona") or persona_token_for
         if kind != "persona" or persona_id is None:
