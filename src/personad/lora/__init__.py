@@ -1,0 +1,1 @@
+"""LoRA engine: adapter registry, stacks, per-request application, mixed-stack batching, training."""
