@@ -96,7 +96,9 @@ class LoraRuntime:
 
     @property
     def resident_bytes(self) -> int:
-        return sum(w.nbytes for w in self._resident.values())
+        """Bytes held for adapters and for cached stacks: what the quota bounds."""
+        adapters = sum(w.nbytes for w in self._resident.values())
+        return adapters + sum(m.nbytes for flat in self._stacks.values() for m in flat.values())
 
     def resident(self) -> list[str]:
         with self._lock:
@@ -113,14 +115,21 @@ class LoraRuntime:
             self.stats.loads += 1
             self._resident[name] = loaded
             self._resident.move_to_end(name)
-            protected = {name, *keep}
-            while self.resident_bytes > self.quota_bytes:
-                victim = next((n for n in self._resident if n not in protected), None)
-                if victim is None:
-                    break  # everything left is needed right now: over quota for this request only
-                del self._resident[victim]
-                self.stats.evictions += 1
+            self._enforce_quota(keep_adapters={name, *keep})
             return loaded
+
+    def _enforce_quota(self, keep_adapters: set[str], keep_stack: StackKey | None = None) -> None:
+        """Evict least recently used stacks, then adapters, until under the quota (never what is in use)."""
+        while self.resident_bytes > self.quota_bytes:
+            stack = next((k for k in self._stacks if k != keep_stack), None)
+            if stack is not None:
+                del self._stacks[stack]
+                continue
+            victim = next((n for n in self._resident if n not in keep_adapters), None)
+            if victim is None:
+                break  # everything left is needed right now: over quota for this request only
+            del self._resident[victim]
+            self.stats.evictions += 1
 
     def stack(self, refs: Sequence[Any]) -> dict[str, FlatModule]:
         """The concatenated factors of a stack, cached per (names, scales, hashes)."""
@@ -146,6 +155,7 @@ class LoraRuntime:
         self._stacks[key] = flat
         while len(self._stacks) > STACK_CACHE_SIZE:
             self._stacks.popitem(last=False)
+        self._enforce_quota(keep_adapters=set(names), keep_stack=key)
         return flat
 
     def forget(self, name: str | None = None) -> None:

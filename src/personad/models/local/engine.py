@@ -263,7 +263,10 @@ class LocalEngine:
         self.load_seconds = load_seconds
         self.convert_seconds = convert_seconds
         self.threads = threads
-        self.adapter_manager: AdapterManager | None = None  # set by the LoRA engine (a later issue)
+        self.adapter_manager: AdapterManager | None = None  # set by personad.lora.manager
+        self.base_sha256: str | None = (
+            None  # the GGUF's sha256: adapters record the base they were trained on
+        )
         self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
         self.stop_token_ids = self._stop_token_ids()
         self._lock = threading.Lock()
@@ -283,7 +286,8 @@ class LocalEngine:
 
         torch.set_num_threads(threads)
         _quiet_transformers()
-        model_dir, convert_seconds = ensure_cache(find_gguf(), Path(cache_dir or default_cache_dir()))
+        gguf, cache_root = find_gguf(), Path(cache_dir or default_cache_dir())
+        model_dir, convert_seconds = ensure_cache(gguf, cache_root)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         _ensure_chat_template(tokenizer)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -295,6 +299,7 @@ class LocalEngine:
             convert_seconds=convert_seconds,
             threads=threads,
         )
+        engine.base_sha256 = gguf_sha256(gguf, cache_root)
         engine._warm_up()
         engine.load_seconds = time.perf_counter() - started
         log.info(
@@ -378,11 +383,17 @@ class LocalEngine:
         if self.adapter_manager is None:
             name = adapters[0].name
             raise NotFoundError(
-                f"adapter {name!r} is not in the adapter registry (the local engine has no LoRA"
-                " adapters installed yet); remove it from the persona's stack with lora_adaptation unload",
+                f"adapter {name!r} cannot be applied: this engine has no adapter registry attached;"
+                " remove it from the persona's stack with lora_unload",
                 code="adapter_not_found",
             )
         self.adapter_manager.check(adapters)
+
+    def make_runner(self, *, max_batch: int | None = None) -> Any:
+        """The worker's scheduler: concurrent requests decode together (see ``batching``)."""
+        from personad.models.local.batching import DEFAULT_MAX_BATCH, BatchScheduler
+
+        return BatchScheduler(self, max_batch=max_batch or DEFAULT_MAX_BATCH)
 
     def _adapters(self, adapters: Sequence[AdapterRef]) -> AbstractContextManager[None]:
         """The per-request hook: the adapter stack is in effect for exactly one generation."""

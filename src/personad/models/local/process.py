@@ -66,7 +66,7 @@ class InferenceWorkerProcess:
 
     def _command(self) -> list[str]:
         cmd = [self.python, "-m", "personad.models.local.worker", "--socket", str(self._socket)]
-        cmd += ["--parent-pid", str(os.getpid())]
+        cmd += ["--parent-pid", str(os.getpid()), "--adapters", str(self.home / "adapters")]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
         return cmd

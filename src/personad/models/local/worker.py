@@ -61,7 +61,9 @@ def build_app(token: str, engine: Any) -> FastAPI:
     """The worker's app around an already loaded engine (``LocalEngine`` or a test double)."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
-    app.state.runner = GenerationRunner(engine)
+    # A real engine batches concurrent requests; a test double without one runs them in turn.
+    make_runner = getattr(engine, "make_runner", None)
+    app.state.runner = make_runner() if make_runner is not None else GenerationRunner(engine)
     expected = f"Bearer {token}".encode()
 
     @app.middleware("http")
@@ -82,6 +84,7 @@ def build_app(token: str, engine: Any) -> FastAPI:
     async def health(request: Request) -> dict[str, Any]:
         engine = request.app.state.engine
         runner: GenerationRunner = request.app.state.runner
+        manager = getattr(engine, "adapter_manager", None)
         return {
             "ok": True,
             "model": engine.model_id,
@@ -91,6 +94,9 @@ def build_app(token: str, engine: Any) -> FastAPI:
             "busy": runner.busy,
             "waiting": runner.waiting,
             "pid": os.getpid(),
+            "active": getattr(runner, "active", int(runner.busy)),
+            "max_batch_seen": getattr(runner, "max_rows_seen", None),
+            "adapters": manager.describe() if hasattr(manager, "describe") else None,
         }
 
     @app.post("/v1/generate")
@@ -208,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="converted-model cache folder")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
+    parser.add_argument(
+        "--adapters", type=Path, default=None, help="adapter registry folder (<home>/adapters)"
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     token = os.environ.get(TOKEN_ENV)
@@ -226,7 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     def load_engine() -> Any:
         from personad.models.local.engine import LocalEngine  # torch is imported here, not at startup
 
-        return LocalEngine.load(args.cache_dir, threads=args.threads)
+        engine = LocalEngine.load(args.cache_dir, threads=args.threads)
+        if args.adapters is not None:
+            from personad.lora.manager import LoraAdapterManager
+
+            LoraAdapterManager.for_engine(engine, args.adapters)
+        return engine
 
     asyncio.run(serve(args.socket, token, load_engine, parent_pid=args.parent_pid, log_level=args.log_level))
     return 0

@@ -1,0 +1,400 @@
+"""LoRA SFT on chat data with PEFT, registered in the adapter registry when done.
+
+A child adapter learns the residual on top of its parents: the whole parent chain is loaded into the same
+PEFT model, active at scale 1.0 and frozen, so the child's factors are trained against the forward pass it
+will later run in (the runtime applies ``parents + child`` as one stack). Only assistant tokens carry loss,
+so the adapter learns to answer, not to predict the user. Runs are deterministic for a seed: the child's
+initial factors, the shuffling and therefore the saved weights (and their ``lora_hash``) repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from personad.errors import BadRequestError, ConflictError
+
+from .manifest import CONFIG_FILE, AdapterManifest, implied_parent, validate_name
+from .registry import AdapterParentMissingError, AdapterRegistry
+from .weights import sha256_file
+
+ROLES = ("system", "user", "assistant")
+# PEFT adapter names cannot hold dots, so registry names map to safe internal ones; not "train", which
+# would collide with nn.Module.train inside PEFT's ModuleDicts.
+TRAIN_ADAPTER = "child"
+IGNORE = -100
+_TRAINABLE = re.compile(rf"\.lora_[AB]\.{TRAIN_ADAPTER}\.")
+
+
+@dataclass
+class TrainingConfig:
+    """One training run: what to train on, where it goes in the registry, and the optimiser settings."""
+
+    name: str  # adapter name, dotted; its dotted prefix is an implied parent
+    data: Path  # chat-format JSONL: one {"messages": [{"role": ..., "content": ...}, ...]} per line
+    parents: list[str] = field(default_factory=list)  # explicit extra parents, beyond the implied one
+    rank: int = 8
+    alpha: float | None = None  # default 2 * rank
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    epochs: int = 1
+    max_steps: int | None = None  # stops early when reached
+    lr: float = 1e-3
+    seed: int = 0
+    batch_size: int = 4
+    max_length: int = 512
+    device: str | None = None  # None = "cuda" if available, else "cpu"
+    replace: bool = False  # replace an existing adapter of that name
+    dropout: float = 0.0  # LoRA dropout; 0 keeps runs bit-reproducible on any device
+
+    def validate(self) -> None:
+        """Refuse settings that could only fail (or silently do nothing) after the model is loaded."""
+        validate_name(self.name)
+        for parent in self.parents:
+            validate_name(parent)
+        problems = [
+            msg
+            for bad, msg in (
+                (self.rank < 1, "rank must be at least 1"),
+                (self.alpha is not None and self.alpha <= 0, "alpha must be positive"),
+                (not self.targets, "targets must name at least one module"),
+                (self.epochs < 1, "epochs must be at least 1"),
+                (self.max_steps is not None and self.max_steps < 1, "max_steps must be at least 1"),
+                (not self.lr > 0, "lr must be positive"),
+                (self.batch_size < 1, "batch_size must be at least 1"),
+                (self.max_length < 2, "max_length must be at least 2"),
+                (not 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+                (self.name in self.parents, "an adapter cannot be its own parent"),
+            )
+            if bad
+        ]
+        if problems:
+            raise BadRequestError(f"invalid training config: {'; '.join(problems)}", code="invalid_params")
+
+    @property
+    def lora_alpha(self) -> float:
+        return float(self.alpha) if self.alpha is not None else 2.0 * self.rank
+
+
+@dataclass
+class TrainingProgress:
+    """Passed to ``on_step`` after every optimizer step."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    elapsed_s: float
+
+
+@dataclass
+class TrainingResult:
+    manifest: AdapterManifest
+    losses: list[float]
+    steps: int
+    seconds: float
+    examples: int
+    tokens: int
+
+
+def _data_error(path: Path, line: int | None, problem: str) -> BadRequestError:
+    where = f"{path}, line {line}" if line is not None else str(path)
+    return BadRequestError(
+        f"training data {where}: {problem}; each line must be"
+        ' {"messages": [{"role": "system|user|assistant", "content": "..."}, ...]} with at least one'
+        " assistant message",
+        code="invalid_training_data",
+    )
+
+
+def load_chat_jsonl(path: Path) -> list[list[dict[str, str]]]:
+    """The conversations in a chat JSONL file, validated line by line (blank lines are skipped)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _data_error(path, None, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _data_error(path, None, f"cannot be read as UTF-8 text ({exc})") from None
+    conversations: list[list[dict[str, str]]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _data_error(path, number, f"not valid JSON ({exc.msg})") from None
+        messages = record.get("messages") if isinstance(record, dict) else None
+        if not isinstance(messages, list) or not messages:
+            raise _data_error(path, number, 'no "messages" list')
+        conversation: list[dict[str, str]] = []
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise _data_error(path, number, f"message {index} is not an object")
+            role, content = message.get("role"), message.get("content")
+            if role not in ROLES:
+                raise _data_error(path, number, f"message {index} has role {role!r}, not one of {ROLES}")
+            if not isinstance(content, str):
+                raise _data_error(
+                    path, number, f"message {index} content is {type(content).__name__}, not str"
+                )
+            conversation.append({"role": role, "content": content})
+        if not any(m["role"] == "assistant" for m in conversation):
+            raise _data_error(path, number, "no assistant message to learn from")
+        conversations.append(conversation)
+    if not conversations:
+        raise _data_error(path, None, "no conversations (the file is empty)")
+    return conversations
+
+
+def _render(tokenizer: Any, messages: Sequence[dict[str, str]], generation_prompt: bool) -> str:
+    return str(
+        tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
+    )
+
+
+def encode_conversation(
+    tokenizer: Any, messages: Sequence[dict[str, str]], max_length: int
+) -> tuple[list[int], list[int]]:
+    """``(input_ids, labels)`` for one conversation; labels are IGNORE outside the assistant turns.
+
+    An assistant turn's span runs from the end of the prefix rendered with the generation prompt to the end
+    of the prefix including the message, so it covers the reply and its end-of-turn token but not the
+    template's role header. Spans are measured in characters and mapped through the tokenizer's offsets,
+    which stays right where a BPE merge would straddle a token-count boundary.
+    """
+    full = _render(tokenizer, messages, False)
+    spans: list[tuple[int, int]] = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:index], True) if index else ""
+        through = _render(tokenizer, messages[: index + 1], False)
+        if not (full.startswith(before) and full.startswith(through)):
+            raise BadRequestError(
+                "the tokenizer's chat template does not render conversations prefix by prefix, so assistant"
+                " turns cannot be located for training",
+                code="unsupported_chat_template",
+            )
+        spans.append((len(before), len(through)))
+    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])[:max_length]
+    offsets = list(encoded["offset_mapping"])[:max_length]
+    labels = [
+        token if any(start <= begin < end for start, end in spans) else IGNORE
+        for token, (begin, _) in zip(ids, offsets, strict=True)
+    ]
+    return ids, labels
+
+
+@dataclass
+class _Example:
+    ids: list[int]
+    labels: list[int]
+
+
+def _collate(batch: Sequence[_Example], pad_id: int, torch: Any) -> tuple[Any, Any, Any]:
+    """Right-padded ``(input_ids, attention_mask, labels)`` tensors."""
+    width = max(len(e.ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    for row, example in enumerate(batch):
+        n = len(example.ids)
+        ids[row, :n] = torch.tensor(example.ids)
+        mask[row, :n] = 1
+        labels[row, :n] = torch.tensor(example.labels)
+    return ids, mask, labels
+
+
+def _parent_chain(config: TrainingConfig, registry: AdapterRegistry, base_model_sha256: str) -> list[str]:
+    """Every ancestor of the new adapter, outermost first; raises before any training if one is missing."""
+    implied = implied_parent(config.name)
+    direct = list(dict.fromkeys(([implied] if implied else []) + list(config.parents)))
+    for parent in direct:
+        if not registry.exists(parent):
+            raise AdapterParentMissingError(
+                f"adapter {config.name!r} needs its parent {parent!r}, which is not in the registry"
+                f" ({registry.root}); train or import {parent!r} first",
+            )
+    chain = [entry.name for entry in registry.resolve(direct)] if direct else []
+    if config.name in chain:
+        raise ConflictError(
+            f"adapter {config.name!r} would be its own ancestor through {', '.join(direct)}",
+            code="adapter_cycle",
+        )
+    for name in chain:
+        theirs = registry.manifest(name).base_model_sha256
+        if theirs and base_model_sha256 and theirs != base_model_sha256:
+            raise ConflictError(
+                f"parent adapter {name!r} was trained on another base model ({theirs[:12]}), not the one"
+                f" given ({base_model_sha256[:12]})",
+                code="adapter_base_mismatch",
+            )
+        registry.load(name)  # re-hashes the weights: a tampered parent is refused here
+    return chain
+
+
+def _build_peft_model(model: Any, config: TrainingConfig, registry: AdapterRegistry, chain: list[str]) -> Any:
+    """``model`` wrapped by PEFT with the frozen parent chain and the fresh trainable adapter, all active."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    lora_config = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(config.seed)  # the child's initial A factors depend on the seed alone
+    try:
+        peft_model = get_peft_model(model, lora_config, adapter_name=TRAIN_ADAPTER)
+    except ValueError as exc:  # PEFT's "Target modules ... not found in the base model"
+        raise BadRequestError(
+            f"cannot train targets {config.targets}: {exc}", code="invalid_params"
+        ) from None
+    for name, module in peft_model.named_modules():
+        if TRAIN_ADAPTER in getattr(module, "lora_A", {}) and not isinstance(module, LoraLinear):
+            raise BadRequestError(
+                f"target {name!r} is not a linear layer; only additive LoRA on linear layers is supported",
+                code="invalid_params",
+            )
+    internal = [f"p{i}" for i in range(len(chain))]
+    for parent, adapter_name in zip(chain, internal, strict=True):
+        peft_model.load_adapter(str(registry.folder(parent)), adapter_name=adapter_name)
+    # Every adapter in the list runs in the forward pass, each at its own alpha / r: scale 1.0 in stack terms.
+    peft_model.base_model.set_adapter([*internal, TRAIN_ADAPTER])
+    for name, param in peft_model.named_parameters():
+        param.requires_grad_(_TRAINABLE.search(name) is not None)
+    return peft_model
+
+
+def _saved_folder(root: Path) -> Path:
+    """The folder PEFT wrote the adapter into (non-"default" adapters land in a subfolder of their name)."""
+    found = sorted(p.parent for p in root.rglob(CONFIG_FILE))
+    if len(found) != 1:
+        raise RuntimeError(f"expected one saved PEFT adapter under {root}, found {found}")
+    return found[0]
+
+
+def train_adapter(
+    config: TrainingConfig,
+    registry: AdapterRegistry,
+    *,
+    model: Any,
+    tokenizer: Any,
+    base_model: str,
+    base_model_sha256: str,
+    created_by: str = "personad",
+    on_step: Callable[[TrainingProgress], None] | None = None,
+) -> TrainingResult:
+    """Train ``config.name`` on ``config.data`` over its frozen parents and register it.
+
+    ``model`` is consumed: PEFT injects layers into it and it ends on the CPU, so pass a fresh copy that is
+    not needed afterwards (never the model serving requests). Nothing is written to the base model's or the
+    parents' files.
+    """
+    import torch
+
+    config.validate()
+    if registry.exists(config.name) and not config.replace:
+        raise ConflictError(
+            f"adapter {config.name!r} already exists; delete it first or pass replace", code="adapter_exists"
+        )
+    chain = _parent_chain(config, registry, base_model_sha256)
+    conversations = load_chat_jsonl(config.data)
+    encoded = [_Example(*encode_conversation(tokenizer, c, config.max_length)) for c in conversations]
+    examples = [e for e in encoded if any(label != IGNORE for label in e.labels)]
+    if not examples:
+        raise _data_error(
+            Path(config.data), None, f"no assistant tokens within max_length {config.max_length}"
+        )
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = int(pad_id) if pad_id is not None else 0
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    peft_model = _build_peft_model(model, config, registry, chain)
+    peft_model.to(device)
+    peft_model.train()
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+    per_epoch = math.ceil(len(examples) / config.batch_size)
+    total_steps = per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    shuffler = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    losses: list[float] = []
+    started = time.monotonic()
+    step = 0
+    for epoch in range(config.epochs):
+        order = list(range(len(examples)))
+        shuffler.shuffle(order)
+        for first in range(0, len(order), config.batch_size):
+            if step >= total_steps:
+                break
+            batch = [examples[i] for i in order[first : first + config.batch_size]]
+            ids, mask, labels = (t.to(device) for t in _collate(batch, pad_id, torch))
+            logits = peft_model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                labels[:, 1:].reshape(-1),
+                ignore_index=IGNORE,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(TrainingProgress(step, total_steps, epoch, losses[-1], time.monotonic() - started))
+    seconds = time.monotonic() - started
+
+    peft_model.to("cpu")
+    tokens = sum(len(e.ids) for e in examples)
+    training = {
+        "data_file": Path(config.data).name,
+        "data_sha256": sha256_file(Path(config.data)),
+        "examples": len(examples),
+        "skipped_examples": len(encoded) - len(examples),
+        "tokens": tokens,
+        "labelled_tokens": sum(label != IGNORE for e in examples for label in e.labels),
+        "epochs": config.epochs,
+        "steps": step,
+        "batch_size": config.batch_size,
+        "max_length": config.max_length,
+        "lr": config.lr,
+        "seed": config.seed,
+        "rank": config.rank,
+        "alpha": config.lora_alpha,
+        "targets": list(config.targets),
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "seconds": round(seconds, 3),
+        "device": device,
+    }
+    with tempfile.TemporaryDirectory(prefix="personad-train-") as tmp:
+        peft_model.save_pretrained(tmp, selected_adapters=[TRAIN_ADAPTER])
+        manifest = registry.register(
+            config.name,
+            _saved_folder(Path(tmp)),
+            parents=config.parents,
+            base_model=base_model,
+            base_model_sha256=base_model_sha256,
+            created_by=created_by,
+            training=training,
+            metrics={},
+            replace=config.replace,
+        )
+    return TrainingResult(manifest, losses, step, seconds, len(examples), tokens)
