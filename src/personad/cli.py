@@ -141,6 +141,9 @@ def _register_persona_verbs() -> None:
     from personad import cli_personas
 
     cli_personas.register(main, home_option, _fail)
+    from personad import cli_lora
+
+    cli_lora.register(main, home_option, _fail)
 
 
 _register_persona_verbs()

@@ -7,11 +7,18 @@ import pytest
 from personad.errors import BadRequestError, PersonadError, UnavailableError
 from personad.personas.config import PersonaConfig, PersonaStore
 from personad.personas.persona import PersonaDaemon
+from personad.lora.registry import AdapterRegistry
 from tests.conftest import RunningDaemon
 from tests.fakes.fake_provider import FakeProvider
+from tests.lora.helpers import register_random, tiny_model
 
 
-async def test_handle_message_types(persona_daemon: RunningDaemon) -> None:
+async def test_handle_message_types(persona_daemon: RunningDaemon, tmp_path: object) -> None:
+    registry = AdapterRegistry.for_home(persona_daemon.home)
+    model = tiny_model()
+    for seed, name in enumerate(["continuum", "continuum.legal", "continuum.legal.patent"]):
+        register_random(registry, model, name, persona_daemon.home, seed=seed)
+    register_random(registry, model, "continuum.legal.patent.uspto", persona_daemon.home, seed=7)
     config = PersonaStore(persona_daemon.home).create(
         {
             "id": "patent-expert",
@@ -47,7 +54,7 @@ async def test_handle_message_types(persona_daemon: RunningDaemon) -> None:
         loaded = await persona.handle_message(
             {"type": "lora_adaptation", "data": {"action": "load_stack", "adapters": stack}}
         )
-        assert loaded == {"adapters": stack}
+        assert loaded == {"adapters": stack, "scales": {}}
         assert PersonaStore(persona_daemon.home).load("patent-expert").lora_adapters == stack
         adapters = await persona.handle_message({"type": "chat_message", "data": {"message": "adapters?"}})
         assert adapters["reply"] == "adapters=" + ",".join(stack)  # the stack rides on every request
@@ -58,10 +65,28 @@ async def test_handle_message_types(persona_daemon: RunningDaemon) -> None:
             }
         )
         assert unloaded["adapters"] == stack[:2]
-        with pytest.raises(BadRequestError):
+        with pytest.raises(PersonadError) as bad:
             await persona.handle_message(
                 {"type": "lora_adaptation", "data": {"action": "load_stack", "adapters": ["Bad Name"]}}
             )
+        assert bad.value.code == "invalid_adapter_name"
+        with pytest.raises(PersonadError) as missing:
+            await persona.handle_message(
+                {"type": "lora_adaptation", "data": {"action": "load_stack", "adapters": ["ghost.skill"]}}
+            )
+        assert missing.value.code == "adapter_not_found"
+        scaled = await persona.handle_message(
+            {
+                "type": "lora_adaptation",
+                "data": {"action": "load_stack", "adapters": [{"name": "continuum.legal", "scale": 0.5}]},
+            }
+        )
+        assert scaled == {"adapters": ["continuum.legal"], "scales": {"continuum.legal": 0.5}}
+        with pytest.raises(PersonadError) as no_cap:  # training needs the 'lora' capability
+            await persona.handle_message(
+                {"type": "lora_adaptation", "data": {"action": "create_adapter", "name": "x", "examples": []}}
+            )
+        assert no_cap.value.code == "capability_denied"
         assert (await persona.handle_message({"type": "get_status"}))["turns"] == 3
         with pytest.raises(BadRequestError) as unknown:
             await persona.handle_message({"type": "dance"})

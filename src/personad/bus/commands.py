@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "personad.browser.commands",
     "personad.personas.commands",
     "personad.brain.commands",
+    "personad.lora.commands",
 )
 
 

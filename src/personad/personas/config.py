@@ -58,6 +58,9 @@ class PersonaConfig(BaseModel):
         default_factory=dict, alias="model_config", description="provider settings (model, base_url, api_key)"
     )
     lora_adapters: list[str] = Field(default_factory=list, description="adapter stack, base first")
+    lora_scales: dict[str, float] = Field(
+        default_factory=dict, description="per-adapter scale where not 1.0 (see lora_load_stack)"
+    )
     capabilities: list[str] = Field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
     session_directory: str | None = Field(default=None, description="set by the store: <home>/personas/<id>/")
     system_prompt: str = "You are a helpful assistant."
@@ -87,6 +90,14 @@ class PersonaConfig(BaseModel):
     @classmethod
     def _check_adapters(cls, value: list[str]) -> list[str]:
         return validate_adapter_names(value)
+
+    @field_validator("lora_scales")
+    @classmethod
+    def _check_scales(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, scale in value.items():
+            if not -4.0 <= scale <= 4.0:
+                raise ValueError(f"scale of {name!r} must be between -4 and 4, got {scale}")
+        return value
 
     @property
     def display_name(self) -> str:

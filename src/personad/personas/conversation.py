@@ -37,7 +37,7 @@ def build_request(
         messages=messages,
         params=params,
         tools=tools if native_tools else [],
-        adapters=[AdapterRef(name) for name in config.lora_adapters],
+        adapters=[AdapterRef(name, config.lora_scales.get(name, 1.0)) for name in config.lora_adapters],
     )
 
 

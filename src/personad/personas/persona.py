@@ -26,7 +26,7 @@ from personad.errors import BadRequestError, PersonadError, UnavailableError
 from personad.models.base import ChatMessage, ModelProvider, ToolCall, ToolSpec, Usage
 from personad.models.registry import ProviderRegistry, load_provider_registry
 from personad.personas import command_protocol
-from personad.personas.config import PersonaConfig, PersonaStore, validate_adapter_names
+from personad.personas.config import PersonaConfig, PersonaStore
 from personad.personas.conversation import build_request, tools_from_commands
 from personad.personas.memory import PersonaMemory
 
@@ -232,7 +232,7 @@ class PersonaDaemon:
         if kind == "chat_message":
             return await self._chat_message(data)
         if kind == "lora_adaptation":
-            return self._lora_adaptation(data)
+            return await self._lora_adaptation(data)
         if kind == "get_status":
             return self.get_status()
         raise BadRequestError(
@@ -269,30 +269,55 @@ class PersonaDaemon:
             reply["message"] = posted["message"]
         return reply
 
-    def _lora_adaptation(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Validate and store the adapter stack; the inference worker applies it on every request."""
+    async def _lora_adaptation(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The persona's adapter stack, changed through the bus so the registry checks every name.
+
+        Actions: ``list``; ``load_stack`` (``adapters``: names or {name, scale}); ``unload`` (``adapters``
+        or all); ``create_adapter`` (``name``, ``examples`` or ``data``, training options: trains on the
+        local model, needs the ``lora`` capability); ``save_stack`` (``name``: flattens the current stack
+        into one registered adapter, needs ``lora``).
+        """
         action = data.get("action")
+        options = {k: v for k, v in data.items() if k != "action"}
         if action == "list":
-            return {"adapters": list(self.config.lora_adapters)}
+            return self._stack()
         if action == "load_stack":
-            adapters = data.get("adapters")
-            if not isinstance(adapters, list) or not all(isinstance(a, str) for a in adapters):
+            if not isinstance(options.get("adapters"), list):
                 raise BadRequestError(
-                    "load_stack needs data.adapters: a list of names", code="invalid_params"
+                    "load_stack needs data.adapters: a list of names or {name, scale}", code="invalid_params"
                 )
-            self.config.lora_adapters = validate_adapter_names(list(adapters))
+            await self._bus().call("lora_load_stack", {"adapters": options["adapters"]})
         elif action == "unload":
-            names = data.get("adapters")
-            keep = [] if names is None else [a for a in self.config.lora_adapters if a not in set(names)]
-            self.config.lora_adapters = keep
+            await self._bus().call("lora_unload", {"adapters": options.get("adapters")})
+        elif action == "create_adapter":
+            manifest = await self._bus().call("lora_train", options)
+            return {**self._stack(), "created": manifest}
+        elif action == "save_stack":
+            if not self.config.lora_adapters:
+                raise BadRequestError("the stack is empty: nothing to save", code="invalid_params")
+            stack = [
+                {"name": n, "scale": self.config.lora_scales.get(n, 1.0)} for n in self.config.lora_adapters
+            ]
+            saved = await self._bus().call(
+                "lora_export", {"stack": stack, "register_as": options.get("name")}
+            )
+            return {**self._stack(), "saved": saved.get("registered")}
         else:
             raise BadRequestError(
-                f"unknown lora_adaptation action {action!r}; one of load_stack, unload, list",
+                f"unknown lora_adaptation action {action!r};"
+                " one of load_stack, unload, list, create_adapter, save_stack",
                 code="invalid_params",
             )
+        self.reload_config()
+        return self._stack()
+
+    def _stack(self) -> dict[str, Any]:
+        return {"adapters": list(self.config.lora_adapters), "scales": dict(self.config.lora_scales)}
+
+    def reload_config(self) -> None:
+        """Re-read the persona's config file (the daemon changed it: e.g. a new adapter stack)."""
         if self.home is not None:
-            PersonaStore(self.home).save(self.config)
-        return {"adapters": list(self.config.lora_adapters)}
+            self.config = PersonaStore(self.home).load(self.config.id)
 
     # -- the event pipe ------------------------------------------------------------------------------
 
@@ -315,7 +340,9 @@ class PersonaDaemon:
         return "*" in self.config.respond_in or room in self.config.respond_in
 
     async def _on_event(self, event: str, data: dict[str, Any]) -> None:
-        if event == "chat_message" and self.is_addressed(data):
+        if event == "persona_config_changed" and data.get("persona") == self.config.id:
+            self.reload_config()
+        elif event == "chat_message" and self.is_addressed(data):
             await self.answer_in_room(data)
 
     async def answer_in_room(self, message: dict[str, Any]) -> None:
