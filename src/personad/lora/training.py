@@ -148,6 +148,10 @@ def load_chat_jsonl(path: Path) -> list[list[dict[str, str]]]:
             conversation.append({"role": role, "content": content})
         if not any(m["role"] == "assistant" for m in conversation):
             raise _data_error(path, number, "no assistant message to learn from")
+        if conversation[0]["role"] == "assistant":  # chat templates cannot render the empty prompt before it
+            raise _data_error(
+                path, number, "the first message is an assistant reply; put a user message first"
+            )
         conversations.append(conversation)
     if not conversations:
         raise _data_error(path, None, "no conversations (the file is empty)")
@@ -175,7 +179,7 @@ def encode_conversation(
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = _render(tokenizer, messages[:index], True) if index else ""
+        before = _render(tokenizer, messages[:index], True)
         through = _render(tokenizer, messages[: index + 1], False)
         if not (full.startswith(before) and full.startswith(through)):
             raise BadRequestError(
@@ -184,14 +188,18 @@ def encode_conversation(
                 code="unsupported_chat_template",
             )
         spans.append((len(before), len(through)))
-    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids = list(encoded["input_ids"])[:max_length]
-    offsets = list(encoded["offset_mapping"])[:max_length]
-    labels = [
-        token if any(start <= begin < end for start, end in spans) else IGNORE
-        for token, (begin, _) in zip(ids, offsets, strict=True)
-    ]
-    return ids, labels
+    if getattr(tokenizer, "is_fast", False):
+        encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(encoded["input_ids"])[:max_length]
+        starts = [begin for begin, _ in encoded["offset_mapping"]]
+        inside = [any(a <= starts[i] < b for a, b in spans) for i in range(len(ids))]
+    else:  # no offsets: count the tokens of each boundary's prefix instead
+        ids = list(tokenizer(full, add_special_tokens=False)["input_ids"])[:max_length]
+        count = [
+            len(tokenizer(full[:c], add_special_tokens=False)["input_ids"]) for span in spans for c in span
+        ]
+        inside = [any(count[j] <= i < count[j + 1] for j in range(0, len(count), 2)) for i in range(len(ids))]
+    return ids, [token if keep else IGNORE for token, keep in zip(ids, inside, strict=True)]
 
 
 @dataclass
@@ -312,6 +320,7 @@ def train_adapter(
             f"adapter {config.name!r} already exists; delete it first or pass replace", code="adapter_exists"
         )
     chain = _parent_chain(config, registry, base_model_sha256)
+    data_sha256 = sha256_file(Path(config.data)) if Path(config.data).is_file() else ""
     conversations = load_chat_jsonl(config.data)
     encoded = [_Example(*encode_conversation(tokenizer, c, config.max_length)) for c in conversations]
     examples = [e for e in encoded if any(label != IGNORE for label in e.labels)]
@@ -337,12 +346,10 @@ def train_adapter(
     losses: list[float] = []
     started = time.monotonic()
     step = 0
-    for epoch in range(config.epochs):
+    for epoch in range(math.ceil(total_steps / per_epoch)):
         order = list(range(len(examples)))
         shuffler.shuffle(order)
-        for first in range(0, len(order), config.batch_size):
-            if step >= total_steps:
-                break
+        for first in range(0, len(order), config.batch_size)[: total_steps - step]:
             batch = [examples[i] for i in order[first : first + config.batch_size]]
             ids, mask, labels = (t.to(device) for t in _collate(batch, pad_id, torch))
             logits = peft_model(input_ids=ids, attention_mask=mask, use_cache=False).logits
@@ -365,7 +372,7 @@ def train_adapter(
     tokens = sum(len(e.ids) for e in examples)
     training = {
         "data_file": Path(config.data).name,
-        "data_sha256": sha256_file(Path(config.data)),
+        "data_sha256": data_sha256,
         "examples": len(examples),
         "skipped_examples": len(encoded) - len(examples),
         "tokens": tokens,
