@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from personad.errors import BadRequestError, PersonadError, UnavailableError
+from personad.lora.registry import AdapterRegistry
 from personad.personas.config import PersonaConfig, PersonaStore
 from personad.personas.persona import PersonaDaemon
-from personad.lora.registry import AdapterRegistry
 from tests.conftest import RunningDaemon
 from tests.fakes.fake_provider import FakeProvider
 from tests.lora.helpers import register_random, tiny_model
