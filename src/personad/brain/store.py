@@ -335,8 +335,9 @@ class Brain:
     ) -> list[dict[str, Any]]:
         """The ``k`` memories that best match ``query``, best first.
 
-        ``hybrid`` fuses FTS5 BM25 and vector-KNN candidates by reciprocal rank fusion plus a small
-        importance and recency term; ``fts`` and ``vector`` use one retriever. An empty query lists the
+        ``hybrid`` ranks the FTS5 BM25 and vector-KNN candidates by cosine similarity plus a BM25 bonus
+        weighted by how confident the keyword match is (see ``recall.fuse``), plus a small importance and
+        recency term; ``fts`` and ``vector`` use one retriever. An empty query lists the
         newest matching memories. Filters: ``type`` and ``source`` (a string or a list), ``key``, ``since``
         and ``until`` (epoch seconds, on timestamp), ``include_closed`` (default false: superseded facts are
         left out) and ``as_of`` (what was valid at that moment). Each result carries ``score`` and
@@ -361,8 +362,9 @@ class Brain:
                 return self._newest(flt, k, now)
         fts_hits: list[tuple[int, float]] = []
         vec_hits: list[tuple[int, float]] = []
+        query_vector: np.ndarray | None = None
         if mode == "vector":
-            vec_hits = self._vector_hits(text, flt, pool)
+            query_vector, vec_hits = self._vector_hits(text, flt, pool)
         else:
             # The two retrievers run at once: embedding and the KNN scan on a worker thread and a second
             # connection, BM25 here (both release the GIL), so hybrid costs about the slower of the two.
@@ -374,12 +376,16 @@ class Brain:
                     fts_hits = self._fts_hits(match, flt, pool) if match else []
             finally:
                 if pending is not None:
-                    vec_hits = pending.result()
+                    query_vector, vec_hits = pending.result()
         fts, vec = dense_ranks(fts_hits), dense_ranks(vec_hits)
+        similarities = {seq: 1.0 - distance for seq, distance in vec_hits}
         with self._lock:
             rows = self._rows(list(fts.keys() | vec.keys()))
+            if query_vector is not None:
+                # Keyword-only candidates are compared on meaning too, from their stored embeddings.
+                similarities.update(self._similarities(query_vector, [s for s in fts if s not in vec]))
         results = []
-        for score, seq in fuse(fts_hits, vec_hits, rows, now)[:k]:
+        for score, seq in fuse(fts_hits, similarities, rows, now, fts_only=mode == "fts")[:k]:
             result = rows[seq]
             result["score"] = round(score, 8)
             result["ranks"] = {"fts": fts.get(seq), "vector": vec.get(seq)}
@@ -426,15 +432,32 @@ class Brain:
         )
         return self._conn.execute(sql, (match, *params, pool)).fetchall()
 
-    def _vector_hits(self, text: str, flt: Filters, pool: int) -> list[tuple[int, float]]:
-        vector = self._embed([text])[0].tobytes()
+    def _similarities(self, query: np.ndarray, seqs: list[int]) -> dict[int, float]:
+        """Cosine similarity of the query to these memories' stored embeddings."""
+        if not seqs:
+            return {}
+        # One point lookup per memory: vec0 answers ``rowid = ?`` from its rowid index, but scans every
+        # chunk for ``rowid IN (...)`` (measured at 100k: 1.3 ms for 50 lookups vs 25-70 ms).
+        found = {}
+        norm = float(np.linalg.norm(query)) or 1.0
+        for seq in seqs:
+            row = self._conn.execute("SELECT embedding FROM memories_vec WHERE rowid = ?", (seq,)).fetchone()
+            if row is None:
+                continue
+            vector = np.frombuffer(row[0], dtype=np.float32)
+            found[seq] = float(vector @ query) / (norm * (float(np.linalg.norm(vector)) or 1.0))
+        return found
+
+    def _vector_hits(self, text: str, flt: Filters, pool: int) -> tuple[np.ndarray, list[tuple[int, float]]]:
+        query = self._embed([text])[0]
+        vector = query.tobytes()
         # The filter runs inside the KNN scan (vec0 metadata columns), so k neighbours all pass it.
         where, params = flt.vector_sql()
         sql = f"SELECT rowid, distance FROM memories_vec WHERE embedding MATCH ? AND k = ? AND {where}"
         with self._search_lock:
             if self._search is None:
                 self._search = connect_read_only(self.path)
-            return self._search.execute(sql, (vector, pool, *params)).fetchall()
+            return query, self._search.execute(sql, (vector, pool, *params)).fetchall()
 
     # --- read-only SQL --------------------------------------------------------------------------------
 
