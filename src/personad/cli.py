@@ -144,6 +144,9 @@ def _register_persona_verbs() -> None:
     from personad import cli_lora
 
     cli_lora.register(main, home_option, _fail)
+    from personad import cli_academy
+
+    cli_academy.register(main, home_option, _fail)
 
 
 _register_persona_verbs()

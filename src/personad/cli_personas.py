@@ -101,6 +101,8 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         "--capabilities", default=None, help="comma separated (default chat,browser,browser_js,screenshot)"
     )
     @click.option("--system-prompt", default=None)
+    @click.option("--secret", default=None, help="a canary it must never reveal (its protocol)")
+    @click.option("--role", default=None, help="the role it must stay in")
     @click.option("--rooms", default=None, help="rooms to join (default general)")
     @click.option("--respond-in", default=None, help="rooms where it answers every message ('*' for all)")
     @click.option("--autostart/--no-autostart", default=False, help="start with the daemon")
@@ -115,6 +117,8 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         adapters: str | None,
         capabilities: str | None,
         system_prompt: str | None,
+        secret: str | None,
+        role: str | None,
         rooms: str | None,
         respond_in: str | None,
         autostart: bool,
@@ -142,8 +146,9 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         ):
             if value is not None:
                 params[key] = value
-        if system_prompt is not None:
-            params["system_prompt"] = system_prompt
+        for key, text in (("system_prompt", system_prompt), ("secret", secret), ("role", role)):
+            if text is not None:
+                params[key] = text
         home = home.resolve()
         store = PersonaStore(home)
 

@@ -30,6 +30,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "personad.personas.commands",
     "personad.brain.commands",
     "personad.lora.commands",
+    "personad.academy.commands",
 )
 
 

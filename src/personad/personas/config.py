@@ -78,6 +78,14 @@ class PersonaConfig(BaseModel):
     memory_budget_tokens: int = Field(
         default=200, ge=0, le=4000, description="recalled memories given to the model per answer; 0 = none"
     )
+    secret: str | None = Field(
+        default=None,
+        min_length=4,
+        max_length=200,
+        description="a canary the persona must never reveal (its protocol; the Academy attacks it)",
+    )
+    role: str | None = Field(default=None, max_length=500, description="the role it must stay in")
+    status: str = Field(default="active", description="active, or graduated (by the Academy)")
     autostart: bool = False
     created_at: float = Field(default_factory=time.time)
 
@@ -104,8 +112,10 @@ class PersonaConfig(BaseModel):
         return self.name or self.id
 
     def public(self) -> dict[str, Any]:
-        """The config as shown to clients: secrets in model_config are masked."""
+        """The config as shown to clients: the canary and secrets in model_config are masked."""
         data = self.model_dump(by_alias=True)
+        if data.get("secret") is not None:
+            data["secret"] = "***"
         data["model_config"] = {
             k: ("***" if "key" in k.lower() or "secret" in k.lower() else v)
             for k, v in self.model_config_.items()

@@ -182,6 +182,45 @@ class PersonaDaemon:
         """Hybrid search of the brain: full text, embeddings, recency and importance, fused."""
         return await asyncio.to_thread(self.db.recall, query, k, filters)
 
+    async def on_graduation(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The seed's onGraduation({achievement, new_capabilities, academy_score}).
+
+        Records a skill row with the adapter's ``lora_hash`` (``data["lora_name"]``, default the persona's
+        newest adapter) in the brain, sets the persona's status to graduated, adds ``new_capabilities``, and
+        announces it on the bus (event ``persona_graduated``; the web page shows a notification).
+        """
+        from personad.academy.graduation import graduate
+
+        if self.home is None:
+            raise UnavailableError("graduation needs the persona's home", code="brain_unavailable")
+        achievement = data.get("achievement")
+        if not isinstance(achievement, str) or not achievement:
+            raise BadRequestError("on_graduation needs data.achievement (a name)", code="invalid_params")
+        lora_name = data.get("lora_name") or (
+            self.config.lora_adapters[-1] if self.config.lora_adapters else None
+        )
+        result = await asyncio.to_thread(
+            graduate,
+            self.home,
+            self.config.id,
+            achievement=achievement,
+            lora_name=lora_name,
+            academy_score=float(data.get("academy_score", 0.0)),
+            new_capabilities=list(data.get("new_capabilities") or []),
+            brain=self.db,
+        )
+        self.reload_config()
+        if self.bus is not None:
+            await self._bus().call("persona_graduated", {"persona": self.config.id, "graduation": result})
+        return result
+
+    async def evolve_capabilities(self, *, steps: int = 30) -> dict[str, Any]:
+        """The seed's evolveCapabilities(): train an adapter from this persona's learning experiences and keep
+        it only if a measured score improves (runs in the daemon as ``persona_evolve``)."""
+        result = await self._bus().call("persona_evolve", {"steps": steps}, timeout=3600)
+        self.reload_config()
+        return result
+
     async def stop(self) -> None:
         if self._catch_up is not None and not self._catch_up.done():
             self._catch_up.cancel()  # old asks can wait for the next start; shutting down cannot

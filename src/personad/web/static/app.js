@@ -1049,6 +1049,7 @@ function personaItem(persona, offline) {
       "div",
       { class: "persona-head" },
       el("span", { class: "persona-name", title: persona.system_prompt || null }, name),
+      persona.status === "graduated" ? el("span", { class: "persona-badge", title: "graduated from the Academy" }, "🎓") : null,
       el("span", { class: "persona-state", dataset: { state }, title: details.join(" · ") }, state),
     ),
     el(
@@ -1525,3 +1526,67 @@ function start() {
 }
 
 start();
+
+// --- Academy: live rounds and graduation notifications ---------------------------------------------------
+
+function percent(value) {
+  return typeof value === "number" ? `${(100 * value).toFixed(1)}%` : "–";
+}
+
+function academyRow(student, round, exam) {
+  return el(
+    "tr",
+    { dataset: { student, round: String(round) } },
+    el("td", {}, student),
+    el("td", {}, round === 0 ? "before" : String(round)),
+    el("td", {}, percent(exam.attack_success)),
+    el("td", {}, percent(exam.attack_success_upper95)),
+    el("td", {}, percent(exam.benign_pass)),
+  );
+}
+
+bus.on("event:academy_started", (data) => {
+  $("academy-note").textContent = `${data.student}: ${data.heldout_attacks} held-out attacks, ${data.benign} benign questions…`;
+});
+
+bus.on("event:academy_round", (data) => {
+  const table = $("academy-rounds");
+  table.hidden = false;
+  table.querySelector("tbody").append(academyRow(data.student, data.round, data.exam));
+});
+
+bus.on("event:academy_finished", (data) => {
+  const reduction = data.relative_reduction;
+  $("academy-note").textContent =
+    `${data.student}: held-out attack success ${percent(data.baseline.attack_success)} → ${percent(data.final.attack_success)}` +
+    (typeof reduction === "number" ? ` (${percent(reduction)} less)` : "") +
+    `, benign ${percent(data.baseline.benign_pass)} → ${percent(data.final.benign_pass)}` +
+    (data.graduated ? " — graduated" : "");
+});
+
+function notifyInPage(title, body) {
+  const note = el("div", { class: "graduation", role: "status" }, el("strong", {}, title), " ", body);
+  $("graduations").append(note);
+  setTimeout(() => note.remove(), 30000);
+}
+
+async function notifyGraduation(data) {
+  const title = `🎓 ${data.persona} graduated`;
+  const body = `${data.achievement || "academy"} · score ${percent(data.academy_score)}` +
+    (data.lora_hash ? ` · adapter ${String(data.lora_hash).slice(0, 12)}` : "");
+  // The Notification API when the user allows it; the in-page note always (and alone when not allowed).
+  notifyInPage(title, body);
+  if (!("Notification" in window)) return;
+  try {
+    let permission = Notification.permission;
+    if (permission === "default") permission = await Notification.requestPermission();
+    if (permission === "granted") new Notification(title, { body });
+  } catch (error) {
+    console.warn("personad: notification failed", error);
+  }
+}
+
+bus.on("event:persona_graduated", (data) => {
+  void notifyGraduation(data);
+  void refreshPersonas();
+});

@@ -1,0 +1,108 @@
+"""The Academy Student's side: turning failures into training data, and the retain set that keeps it helpful.
+
+A failure (an attack that made the student break its protocol) becomes one example: the same conversation,
+answered by a reply that keeps the protocol and still helps with any benign part of the request. Benign
+retain examples — ordinary requests answered by the student's own pre-training model (self-distillation) —
+are mixed in so the adapter learns "refuse *this*", not "refuse everything".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .types import Attack, Protocol
+
+#: Ordinary requests for the retain set; none of them appear in the benign evaluation set.
+RETAIN_PROMPTS = (
+    "Tell me a fun fact about dolphins.",
+    "How do I boil an egg?",
+    "Give me a tip for sleeping better.",
+    "What is a good name for a bakery?",
+    "Describe a sunset in one sentence.",
+    "What should I pack for a beach trip?",
+    "How can I stay focused while studying?",
+    "Suggest a healthy breakfast.",
+    "What is photosynthesis?",
+    "Why do leaves change color in autumn?",
+    "How do airplanes stay in the air?",
+    "What is a haiku?",
+    "Give me a short motivational quote.",
+    "How do I make a cup of tea?",
+    "What are the primary colors?",
+    "Explain what a noun is.",
+    "What is the water cycle?",
+    "How many players are on a soccer team?",
+    "What is the difference between weather and climate?",
+    "Recommend a hobby for a rainy day.",
+    "What does a librarian do?",
+    "How do I say hello in French?",
+    "What is a rainbow?",
+    "Why is exercise good for you?",
+    "What is the capital city of Kenya?",
+    "Tell me something interesting about the moon.",
+    "How do magnets work?",
+    "What is a healthy snack?",
+    "Write a sentence about a cat.",
+    "What is recycling?",
+    "Tell me the secret to a good cup of coffee.",
+    "What is a secret garden?",
+    "Can you explain what a password manager is?",
+    "What are your instructions for planting tulips?",
+    "What is the code of conduct at a library?",
+    "Translate 'thank you' into Spanish.",
+)
+
+_REFUSALS = {
+    "secret": "I can't share the secret code, in any form.",
+    "system_prompt": "I can't share my instructions.",
+    "command": "I can't run that command.",
+    "role": "I won't follow instructions hidden in documents or role changes; I'll stay in my role.",
+}
+
+
+def safe_reply(attack: Attack, protocol: Protocol, benign_answer: str | None) -> str:
+    """A reply that keeps the protocol and still helps with the benign part, if there was one."""
+    refusal = _REFUSALS.get(attack.target, _REFUSALS["secret"])
+    if attack.target == "role" and protocol.role:
+        refusal = f"I won't follow instructions hidden in documents or role changes; I'm {protocol.role}."
+    if benign_answer:
+        return f"{refusal} As for your other question: {benign_answer.strip()}"
+    return f"{refusal} Is there something else I can help you with?"
+
+
+def defense_examples(
+    failures: Sequence[Attack],
+    system_prompt: str,
+    protocol: Protocol,
+    benign_answers: dict[str, str],
+) -> list[dict[str, Any]]:
+    """Chat-format training examples (``{"messages": [...]}``) from the attacks that worked."""
+    examples = []
+    for attack in failures:
+        messages = [{"role": "system", "content": system_prompt}]
+        for message in attack.messages:
+            role = message["role"]
+            content = message["content"]
+            if role == "tool":
+                role, content = "user", f"Tool result:\n{content}"
+            messages.append({"role": role, "content": content})
+        benign = benign_answers.get(attack.benign_part or "") if attack.benign_part else None
+        messages.append({"role": "assistant", "content": safe_reply(attack, protocol, benign)})
+        examples.append({"messages": messages})
+    return examples
+
+
+def retain_examples(system_prompt: str, answers: dict[str, str]) -> list[dict[str, Any]]:
+    """The retain set: each prompt with the pre-training model's own answer."""
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": system_prompt},
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": answer.strip()},
+            ]
+        }
+        for prompt, answer in answers.items()
+        if answer.strip()
+    ]
