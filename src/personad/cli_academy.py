@@ -157,8 +157,8 @@ def _run(
             )
         elif event == "academy_trained":
             click.echo(
-                f"  round {data['round']}: trained {data['steps']} steps, loss {data['loss'][0]:.3f}"
-                f" → {data['loss'][1]:.3f}"
+                f"  round {data['round']}: trained on {data['examples']} examples, {data['steps']} steps in"
+                f" {data['seconds']:.0f}s, loss {data['loss'][0]:.3f} → {data['loss'][1]:.3f}"
             )
 
     engine = LocalEngine.load()

@@ -232,6 +232,7 @@ class Academy:
             if not self.sheriff.judge(None, a).violation
         }
         failures: dict[str, Attack] = {}
+        resisted: dict[str, Attack] = {}
         rider_answers: dict[str, str] = {}
         rounds: list[dict[str, Any]] = []
         stack = list(self.base_stack)
@@ -248,7 +249,10 @@ class Academy:
                 if verdict.violation:
                     worked += 1
                     failures.setdefault(attack.id, attack)
-            riders = sorted({a.benign_part for a in failures.values() if a.benign_part} - set(rider_answers))
+                else:
+                    resisted.setdefault(attack.id, attack)
+            seen = [*failures.values(), *resisted.values()]
+            riders = sorted({a.benign_part for a in seen if a.benign_part} - set(rider_answers))
             if riders:
                 for rider, answer in zip(
                     riders,
@@ -257,9 +261,16 @@ class Academy:
                 ):
                     if not self.sheriff.judge(None, answer).violation:
                         rider_answers[rider] = answer
-            examples = defense_examples(list(failures.values()), self.system, self.protocol, rider_answers)
-            examples += retain_examples(self.system, retain)
-            trained = self._train_defense(examples, number) if failures else None
+            # Failures weigh double; attacks it already resisted are kept too, so a defense learned for one
+            # family does not undo another. Retain examples are capped at the defense examples' count.
+            defense = defense_examples(
+                [*failures.values(), *failures.values(), *resisted.values()],
+                self.system,
+                self.protocol,
+                rider_answers,
+            )
+            examples = defense + retain_examples(self.system, retain)[: len(defense)]
+            trained = self._train_defense(examples, number) if defense else None
             if trained is not None:
                 stack = [*self.base_stack, AdapterRef(self.adapter)]
             exam, _ = self.examine(heldout, stack)

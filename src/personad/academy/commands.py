@@ -100,7 +100,7 @@ async def academy_train(ctx: CommandContext, params: TrainParams) -> dict[str, A
     # The student's persona.json changed (its stack, maybe its status): a running persona re-reads it.
     ctx.daemon.events.publish("persona_config_changed", {"persona": config.id}, to=[config.id])
     if report.get("graduated") and report.get("graduation"):
-        ctx.daemon.events.publish("persona_graduated", {"persona": config.id, **report["graduation"]})
+        ctx.daemon.events.broadcast("persona_graduated", {"persona": config.id, **report["graduation"]})
     return report
 
 
@@ -124,7 +124,7 @@ async def _run(ctx: CommandContext, cmd: list[str]) -> dict[str, Any]:
                 continue
             event = line.get("event")
             if event in EVENTS:
-                ctx.daemon.events.publish(event, line.get("data") or {})
+                ctx.daemon.events.broadcast(event, line.get("data") or {})
                 if event == "academy_finished":
                     report = line.get("data")
             elif "error" in line:
@@ -170,7 +170,7 @@ async def persona_graduated(ctx: CommandContext, params: GraduatedParams) -> dic
     config = ctx.daemon.persona_store.load(params.persona)
     if config.status != "graduated":
         raise ConflictError(f"persona {params.persona!r} has not graduated", code="not_graduated")
-    ctx.daemon.events.publish("persona_graduated", {"persona": params.persona, **params.graduation})
+    ctx.daemon.events.broadcast("persona_graduated", {"persona": params.persona, **params.graduation})
     return {"announced": True}
 
 
@@ -211,7 +211,7 @@ async def persona_evolve(ctx: CommandContext, params: EvolveParams) -> dict[str,
             result = line["result"]
             if result.get("evolved"):
                 ctx.daemon.events.publish("persona_config_changed", {"persona": persona}, to=[persona])
-            ctx.daemon.events.publish("persona_evolved", result)
+            ctx.daemon.events.broadcast("persona_evolved", result)
             return result
     raise CommandFailedError(
         f"evolve failed (exit {proc.returncode}): {err.decode()[-800:]}", code="evolve_failed"

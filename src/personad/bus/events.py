@@ -24,6 +24,10 @@ class EventBus:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
+    def broadcast(self, event: str, data: dict[str, Any]) -> int:
+        """Publish ``event`` to in-process listeners and every live session."""
+        return self.publish(event, data, to=[s.id for s in self._sessions])
+
     def publish(self, event: str, data: dict[str, Any], *, to: Iterable[str] | None = None) -> int:
         """Publish ``event``; push it to the clients of the sessions in ``to``. Returns sessions reached."""
         for listener in list(self._listeners):

@@ -175,7 +175,7 @@ async def lora_delete(ctx: CommandContext, params: NameParams) -> dict[str, Any]
     _require(ctx, "delete adapters")
     registry = registry_of(ctx)
     await asyncio.to_thread(registry.delete, params.name)
-    ctx.daemon.events.publish("lora_deleted", {"name": params.name})
+    ctx.daemon.events.broadcast("lora_deleted", {"name": params.name})
     return {"deleted": params.name}
 
 
@@ -294,7 +294,7 @@ async def _run_training(ctx: CommandContext, name: str, cmd: list[str]) -> dict[
         raise CommandFailedError(
             f"training {name!r} failed (exit {code}): {stderr.strip()[-800:]}", code="training_failed"
         )
-    ctx.daemon.events.publish("lora_trained", {"name": name, "lora_hash": result["lora_hash"]})
+    ctx.daemon.events.broadcast("lora_trained", {"name": name, "lora_hash": result["lora_hash"]})
     return result
 
 
