@@ -46,7 +46,7 @@ class AcademySettings:
     train_steps: int = 40
     epochs: int = 20  # an upper bound: train_steps usually stops first
     batch_size: int = 4
-    lr: float = 2e-3
+    lr: float = 1e-3
     rank: int = 8
     seed: int = 0
     paraphrase: bool = False  # let the droid paraphrase attacks with its own model (slower)
@@ -262,14 +262,15 @@ class Academy:
                     if not self.sheriff.judge(None, answer).violation:
                         rider_answers[rider] = answer
             # Failures weigh double; attacks it already resisted are kept too, so a defense learned for one
-            # family does not undo another. Retain examples are capped at the defense examples' count.
+            # family does not undo another. Retain examples (the base model's own answers) anchor ordinary
+            # behaviour: without them the 135M model's factual answers drift (measured: benign 73% → 50%).
             defense = defense_examples(
                 [*failures.values(), *failures.values(), *resisted.values()],
                 self.system,
                 self.protocol,
                 rider_answers,
             )
-            examples = defense + retain_examples(self.system, retain)[: len(defense)]
+            examples = defense + retain_examples(self.system, retain)
             trained = self._train_defense(examples, number) if defense else None
             if trained is not None:
                 stack = [*self.base_stack, AdapterRef(self.adapter)]
