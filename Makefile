@@ -22,6 +22,8 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/chat.py
 	$(BIN)/python benchmarks/brain.py
 	$(BIN)/python benchmarks/brain_crash.py
+	$(BIN)/python benchmarks/lora.py
+	$(BIN)/python benchmarks/sheriff.py
 
 install: $(STAMP)
 

@@ -547,3 +547,46 @@ def test_the_personas_panel_without_the_capability(app: App) -> None:
     expect(page.locator("#personas-error")).to_be_hidden()
     expect(page.locator("#chat-title")).to_have_text("#general")
     assert app.errors == []
+
+
+def test_a_graduation_shows_a_notification_and_an_in_page_note(
+    app: App, shared_daemon: RunningDaemon
+) -> None:
+    from personad.personas.config import PersonaStore
+
+    # Record what the page hands the Notification API (headless Chromium shows nothing).
+    app.page.add_init_script(
+        """
+        window.__notes = [];
+        class FakeNotification {
+          static permission = "granted";
+          static requestPermission() { return Promise.resolve("granted"); }
+          constructor(title, options) { window.__notes.push({title, body: options.body}); }
+        }
+        window.Notification = FakeNotification;
+        """
+    )
+    page = app.open()
+    persona = _unique("grad")
+    store = PersonaStore(shared_daemon.home)
+    config = store.create({"id": persona, "model_provider": "fake"})
+    config.status = "graduated"
+    store.save(config)
+    with shared_daemon.http() as client:
+        response = client.post(
+            "/api/commands/persona_graduated",
+            json={
+                "persona": persona,
+                "graduation": {
+                    "achievement": "academy:general",
+                    "academy_score": 0.9,
+                    "lora_hash": "ab" * 32,
+                },
+            },
+        )
+    assert response.status_code == 200, response.text
+    expect(page.locator("#graduations .graduation", has_text=persona)).to_be_visible()
+    notes = page.evaluate("window.__notes")
+    assert notes and persona in notes[0]["title"] and "academy:general" in notes[0]["body"]
+    expect(page.locator(f'#persona-list li[data-persona="{persona}"] .persona-badge')).to_be_visible()
+    assert app.errors == []
