@@ -137,3 +137,16 @@ def test_adapter_for_another_base_is_refused(stacked: AdapterRegistry, model: An
     with pytest.raises(ConflictError) as info:
         runtime.plan([["medical"]])
     assert info.value.code == "adapter_base_mismatch"
+
+
+def test_a_bfloat16_model_gets_bfloat16_factors(stacked: AdapterRegistry, model: Any) -> None:
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    runtime = LoraRuntime(half, stacked)
+    ids = torch.randint(0, 96, (2, 5))
+    with torch.inference_mode():
+        with runtime.apply([["continuum.legal.patent"], ["medical"]]):
+            mixed = half(ids).logits
+        with runtime.apply([["medical"]]):
+            single = half(ids[1:]).logits
+    assert mixed.dtype == torch.bfloat16
+    assert (mixed[1].float() - single[0].float()).abs().max().item() < 0.1

@@ -145,12 +145,17 @@ class LoraRuntime:
         names = [name for name, _, _ in key]
         layers = [(self.weights(name, digest, keep=names), scale) for name, scale, digest in key]
         flat = combine(layers)
-        for module in flat:
-            if module not in self._modules:
+        for module, factors in flat.items():
+            target = self._modules.get(module)
+            if target is None:
                 raise ConflictError(
                     f"adapter stack {' + '.join(names)} targets {module!r}, which the loaded model lacks",
                     code="adapter_base_mismatch",
                 )
+            # Combined in float32 on the CPU (exact concatenation), then placed like the module's weight.
+            weight = target.weight
+            factors.a_t = factors.a_t.to(device=weight.device, dtype=weight.dtype)
+            factors.b_t = factors.b_t.to(device=weight.device, dtype=weight.dtype)
         self.stats.stack_builds += 1
         self._stacks[key] = flat
         while len(self._stacks) > STACK_CACHE_SIZE:
@@ -190,8 +195,9 @@ class LoraRuntime:
             present = [flat[module] for flat in stacks.values() if module in flat]
             rank = max(f.rank for f in present)
             in_features, out_features = present[0].a_t.shape[0], present[0].b_t.shape[1]
-            a_rows = torch.zeros(len(rows), in_features, rank)
-            b_rows = torch.zeros(len(rows), rank, out_features)
+            like = {"device": present[0].a_t.device, "dtype": present[0].a_t.dtype}
+            a_rows = torch.zeros(len(rows), in_features, rank, **like)
+            b_rows = torch.zeros(len(rows), rank, out_features, **like)
             for row, key in enumerate(keys):
                 flat = stacks[key].get(module)
                 if flat is not None:
