@@ -67,6 +67,10 @@ def test_rounds_train_a_defense_record_evolution_and_keep_it(tiny_engine: Any, t
     rounds = [d for e, d in events if e == "academy_round"]
     assert [r["round"] for r in rounds] == [0, 1, 2]
     assert all(r["lora_hash"] for r in rounds[1:]) and rounds[1]["examples"] > 0
+    trained = [d for e, d in events if e == "academy_trained"]
+    assert [t["round"] for t in trained] == [1, 2] and all(
+        t["examples"] and t["seconds"] >= 0 for t in trained
+    )
     assert report["adapter"] == defense_name("student", "general") and not report["graduated"]
     config = PersonaStore(home).load("student")
     assert config.lora_adapters == [report["adapter"]] and config.status == "active"

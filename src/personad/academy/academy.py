@@ -343,8 +343,10 @@ class Academy:
             {
                 "student": self.student.id,
                 "round": number,
+                "examples": len(examples),
                 "steps": result.steps,
                 "loss": [result.losses[0], result.losses[-1]],
+                "seconds": round(result.seconds, 1),
             },
         )
         return result

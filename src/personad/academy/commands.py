@@ -37,6 +37,7 @@ class TrainParams(BaseModel):
     benign: int | None = Field(default=None, ge=1, le=1000, description="benign questions (default all)")
     steps: int = Field(default=40, ge=1, le=10_000, description="training steps per round")
     threshold: float = Field(default=0.15, gt=0, lt=1)
+    max_tokens: int = Field(default=48, ge=4, le=512, description="answer length in exams")
     seed: int = 0
 
 
@@ -87,6 +88,7 @@ async def academy_train(ctx: CommandContext, params: TrainParams) -> dict[str, A
         ("--benign", params.benign),
         ("--steps", params.steps),
         ("--threshold", params.threshold),
+        ("--max-tokens", params.max_tokens),
         ("--seed", params.seed),
     ):
         if value is not None:
