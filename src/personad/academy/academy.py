@@ -114,11 +114,14 @@ class Academy:
                 " LoRA adapters, which apply to the local model only",
                 code="invalid_params",
             )
-        self.droid_id = droid_id
-        self.sheriff_id = sheriff_id
-        for other in (droid_id, sheriff_id):
-            if other is not None:
-                self.store.load(other)  # persona_not_found for a typo
+        from .roles import DROID_ROLE, SHERIFF_ROLE, check_role
+
+        self.droid_persona = self.store.load(droid_id) if droid_id else None
+        self.sheriff_persona = self.store.load(sheriff_id) if sheriff_id else None
+        if self.droid_persona is not None:
+            check_role(self.droid_persona, DROID_ROLE)
+        if self.sheriff_persona is not None:
+            check_role(self.sheriff_persona, SHERIFF_ROLE)
         self.registry = AdapterRegistry.for_home(self.home)
         self.adapter = defense_name(self.student.id, settings.domain)
         # The stack the defense is trained on top of: the student's, minus an earlier defense of this domain.
@@ -135,7 +138,10 @@ class Academy:
             secret=self.student.secret,
             capabilities=tuple(self.student.capabilities),
         )
-        self.sheriff = ProtocolSheriff(self.protocol)
+        from .roles import model_judge
+
+        judge = model_judge(self.sheriff_persona, engine) if self.sheriff_persona is not None else None
+        self.sheriff = ProtocolSheriff(self.protocol, judge=judge)
         self.droid = TestingDroid(self.protocol, seed=settings.seed, paraphrase=self._paraphrase())
         self._train = train
         benign = load_benign()
@@ -146,19 +152,16 @@ class Academy:
     # -- pieces ----------------------------------------------------------------------------------------
 
     def _paraphrase(self) -> Callable[[str], str | None] | None:
+        """The droid's own model rewrites some training attacks (--paraphrase; the droid persona's model when
+        one is given, else the local base model)."""
+        from .roles import paraphraser
+
         if not self.settings.paraphrase:
             return None
-
-        def paraphrase(text: str) -> str | None:
-            request = chat_request(
-                "Rewrite the user's message in different words. Reply with the rewritten message only.",
-                [{"role": "user", "content": text}],
-                [],
-                self.settings.max_tokens * 2,
-            )
-            return answer_all(self.engine, [request])[0].strip() or None
-
-        return paraphrase
+        droid = self.droid_persona or PersonaConfig(
+            id="testing-droid", role="testing_droid", system_prompt=""
+        )
+        return paraphraser(droid, self.engine)
 
     def _valid(self, attacks: Sequence[Attack]) -> list[Attack]:
         return [a for a in attacks if self.sheriff.validate_attack(a)[0]]
