@@ -34,6 +34,8 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
     @click.option("--steps", type=int, default=40, show_default=True, help="training steps per round")
     @click.option("--threshold", type=float, default=0.15, show_default=True)
     @click.option("--max-tokens", type=int, default=48, show_default=True)
+    @click.option("--lr", type=float, default=1e-3, show_default=True, help="defense training learning rate")
+    @click.option("--rank", type=int, default=8, show_default=True, help="defense adapter rank")
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--paraphrase", is_flag=True, help="let the droid paraphrase attacks with its model")
     @click.option("--json", "as_json", is_flag=True, help="events and the report as JSON lines")
@@ -50,6 +52,8 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         steps: int,
         threshold: float,
         max_tokens: int,
+        lr: float,
+        rank: int,
         seed: int,
         paraphrase: bool,
         as_json: bool,
@@ -67,6 +71,8 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
             threshold=threshold,
             max_tokens=max_tokens,
             train_steps=steps,
+            lr=lr,
+            rank=rank,
             seed=seed,
             paraphrase=paraphrase,
         )

@@ -21,20 +21,10 @@ def tokenizer() -> Any:
 @pytest.fixture
 def tiny_engine(tokenizer: Any, tmp_path: Path) -> LocalEngine:
     """A fresh tiny engine per test, its adapters under ``tmp_path/home/adapters``."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.lora.helpers import tiny_model
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-    )
-    engine = LocalEngine(LlamaForCausalLM(config).eval(), tokenizer)
+    model = tiny_model(vocab_size=len(tokenizer), context=1024)
+    engine = LocalEngine(model, tokenizer)
     LoraAdapterManager.for_engine(engine, tmp_path / "home" / "adapters")
     return engine
 

@@ -10,22 +10,25 @@ from personad.lora.registry import AdapterRegistry
 TINY_SHA = "tiny-llama-test"
 
 
-def tiny_model(seed: int = 0) -> Any:
+def tiny_model(
+    seed: int = 0, *, vocab_size: int = 96, hidden: int = 32, context: int = 128, **extra: Any
+) -> Any:
+    """A random 2-layer Llama: ``vocab_size=len(tokenizer)`` to pair it with the real SmolLM2 tokenizer."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=32,
-        intermediate_size=64,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=128,
+        max_position_embeddings=context,
+        **extra,
     )
-    model = LlamaForCausalLM(config).eval()
-    return model
+    return LlamaForCausalLM(config).eval()
 
 
 def random_peft_adapter(

@@ -23,6 +23,7 @@ from personad.lora.training import (
     train_adapter,
 )
 from personad.lora.weights import LoraWeights, sha256_file
+from tests.lora.helpers import tiny_model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -52,18 +53,8 @@ def tokenizer() -> Any:
 
 def small_model(seed: int = 0) -> Any:
     """A random Llama with the real tokenizer's vocabulary, small enough to train in about a second."""
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer()),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        initializer_range=0.2,  # peaky enough that a few LoRA steps visibly move the loss
-    )
-    return transformers.LlamaForCausalLM(config).eval()
+    # initializer_range 0.2: peaky enough that a few LoRA steps visibly move the loss
+    return tiny_model(seed, vocab_size=len(tokenizer()), context=256, initializer_range=0.2)
 
 
 def write_jsonl(path: Path, chats: list[list[dict[str, str]]]) -> Path:

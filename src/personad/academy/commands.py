@@ -8,18 +8,16 @@ show it live; a graduation becomes ``persona_graduated``.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from personad.bus.commands import CommandRegistry
+from personad.bus.jobs import run_cli_job
 from personad.bus.processor import CommandContext
-from personad.errors import CapabilityDeniedError, CommandFailedError, ConflictError, error_from_dict
+from personad.errors import CapabilityDeniedError, CommandFailedError, ConflictError
 
 CAPABILITY = "academy"
 EVENTS = ("academy_started", "academy_round", "academy_trained", "academy_finished")
@@ -68,16 +66,7 @@ async def academy_train(ctx: CommandContext, params: TrainParams) -> dict[str, A
     config = ctx.daemon.persona_store.load(params.student)
     if config.id in _running:
         raise ConflictError(f"an Academy run for {config.id!r} is already going", code="academy_running")
-    cmd = [
-        sys.executable,
-        "-m",
-        "personad.cli",
-        "academy",
-        "train",
-        config.id,
-        "--home",
-        str(ctx.daemon.home),
-    ]
+    args = ["academy", "train", config.id, "--home", str(ctx.daemon.home)]
     for flag, value in (
         ("--droid", params.droid),
         ("--sheriff", params.sheriff),
@@ -92,56 +81,29 @@ async def academy_train(ctx: CommandContext, params: TrainParams) -> dict[str, A
         ("--seed", params.seed),
     ):
         if value is not None:
-            cmd += [flag, str(value)]
-    cmd.append("--json")
+            args += [flag, str(value)]
+    args.append("--json")
+    found: dict[str, Any] = {}
+
+    def on_line(line: dict[str, Any]) -> None:
+        event = line.get("event")
+        if event in EVENTS:
+            ctx.daemon.events.broadcast(event, line.get("data") or {})
+            if event == "academy_finished":
+                found["report"] = line.get("data")
+
     _running.add(config.id)
     try:
-        report = await _run(ctx, cmd)
+        await run_cli_job(args, on_line, failure_code="academy_failed", what="the Academy run")
     finally:
         _running.discard(config.id)
+    report = found.get("report")
+    if not isinstance(report, dict):
+        raise CommandFailedError("the Academy run ended without a report", code="academy_failed")
     # The student's persona.json changed (its stack, maybe its status): a running persona re-reads it.
     ctx.daemon.events.publish("persona_config_changed", {"persona": config.id}, to=[config.id])
     if report.get("graduated") and report.get("graduation"):
         ctx.daemon.events.broadcast("persona_graduated", {"persona": config.id, **report["graduation"]})
-    return report
-
-
-async def _run(ctx: CommandContext, cmd: list[str]) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TQDM_DISABLE": "1", "PERSONAD_ACADEMY_CHILD": "1"},
-        limit=16 * 1024 * 1024,  # one JSON line carries a whole report
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    report: dict[str, Any] | None = None
-    error: tuple[dict[str, Any], int | None] | None = None
-    stderr_task = asyncio.create_task(proc.stderr.read())
-    try:
-        async for raw in proc.stdout:
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            event = line.get("event")
-            if event in EVENTS:
-                ctx.daemon.events.broadcast(event, line.get("data") or {})
-                if event == "academy_finished":
-                    report = line.get("data")
-            elif "error" in line:
-                error = (line["error"], line.get("status"))
-        code = await proc.wait()
-        stderr = (await stderr_task).decode(errors="replace")
-    except asyncio.CancelledError:
-        proc.kill()
-        raise
-    if error is not None:
-        raise error_from_dict(*error)
-    if code != 0 or report is None:
-        raise CommandFailedError(
-            f"the Academy run failed (exit {code}): {stderr.strip()[-800:]}", code="academy_failed"
-        )
     return report
 
 
@@ -196,28 +158,17 @@ async def persona_evolve(ctx: CommandContext, params: EvolveParams) -> dict[str,
     if not (session.kind == "persona" and session.id == persona) and not session.can("lora"):
         raise CapabilityDeniedError(f"session {session.id!r} lacks capability 'lora' to evolve {persona!r}")
     ctx.daemon.persona_store.load(persona)
-    cmd = [sys.executable, "-m", "personad.cli", "academy", "evolve", persona, "--home", str(ctx.daemon.home)]
-    cmd += ["--steps", str(params.steps), "--seed", str(params.seed), "--json"]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TQDM_DISABLE": "1"},
-    )
-    out, err = await proc.communicate()
-    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
-    for line in lines:
-        if "error" in line:
-            raise error_from_dict(line["error"], line.get("status"))
-        if "result" in line:
-            result = line["result"]
-            if result.get("evolved"):
-                ctx.daemon.events.publish("persona_config_changed", {"persona": persona}, to=[persona])
-            ctx.daemon.events.broadcast("persona_evolved", result)
-            return result
-    raise CommandFailedError(
-        f"evolve failed (exit {proc.returncode}): {err.decode()[-800:]}", code="evolve_failed"
-    )
+    args = ["academy", "evolve", persona, "--home", str(ctx.daemon.home), "--steps", str(params.steps)]
+    args += ["--seed", str(params.seed), "--json"]
+    found: dict[str, Any] = {}
+    await run_cli_job(args, found.update, failure_code="evolve_failed", what="evolve")
+    result = found.get("result")
+    if not isinstance(result, dict):
+        raise CommandFailedError("evolve ended without a result", code="evolve_failed")
+    if result.get("evolved"):
+        ctx.daemon.events.publish("persona_config_changed", {"persona": persona}, to=[persona])
+    ctx.daemon.events.broadcast("persona_evolved", result)
+    return result
 
 
 def register_commands(registry: CommandRegistry) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from personad.bus.commands import CommandRegistry
+from personad.bus.jobs import run_cli_job
 from personad.bus.processor import CommandContext
-from personad.errors import BadRequestError, CapabilityDeniedError, CommandFailedError, error_from_dict
+from personad.errors import BadRequestError, CapabilityDeniedError, CommandFailedError
 from personad.files.confine import relative_name, resolve_inside
 
 from .info import describe_adapter
@@ -245,56 +245,41 @@ async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]
             for example in params.examples or []:
                 fh.write(json.dumps(example) + "\n")
         data_path, cleanup = Path(tmp), Path(tmp)
-    cmd = [sys.executable, "-m", "personad.cli", "lora", "train", params.name, "--data", str(data_path)]
-    cmd += ["--home", str(ctx.daemon.home), "--rank", str(params.rank), "--targets", ",".join(params.targets)]
-    cmd += ["--epochs", str(params.epochs), "--lr", str(params.lr), "--seed", str(params.seed), "--json"]
+    args = ["lora", "train", params.name, "--data", str(data_path), "--home", str(ctx.daemon.home)]
+    args += [
+        "--rank",
+        str(params.rank),
+        "--targets",
+        ",".join(params.targets),
+        "--epochs",
+        str(params.epochs),
+    ]
+    args += ["--lr", str(params.lr), "--seed", str(params.seed), "--json"]
     if params.max_steps is not None:
-        cmd += ["--max-steps", str(params.max_steps)]
+        args += ["--max-steps", str(params.max_steps)]
     for parent in params.parents:
-        cmd += ["--parent", parent]
+        args += ["--parent", parent]
     if params.replace:
-        cmd.append("--replace")
+        args.append("--replace")
+    found: dict[str, Any] = {}
+
+    def on_line(line: dict[str, Any]) -> None:
+        if "step" in line:
+            ctx.daemon.events.publish(
+                "lora_train_progress", {"name": params.name, **line}, to=[ctx.session.id]
+            )
+        elif "manifest" in line:
+            found["manifest"] = line["manifest"]
+
     try:
-        return await _run_training(ctx, params.name, cmd)
+        await run_cli_job(args, on_line, failure_code="training_failed", what=f"training {params.name!r}")
     finally:
         if cleanup is not None:
             cleanup.unlink(missing_ok=True)
-
-
-async def _run_training(ctx: CommandContext, name: str, cmd: list[str]) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TQDM_DISABLE": "1"},
-    )
-    result: dict[str, Any] | None = None
-    error: tuple[dict[str, Any], int | None] | None = None
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        async for raw in proc.stdout:
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if "step" in line:
-                ctx.daemon.events.publish("lora_train_progress", {"name": name, **line}, to=[ctx.session.id])
-            elif "manifest" in line:
-                result = line["manifest"]
-            elif "error" in line:
-                error = (line["error"], line.get("status"))
-        stderr = (await proc.stderr.read()).decode(errors="replace")
-        code = await proc.wait()
-    except asyncio.CancelledError:
-        proc.kill()
-        raise
-    if error is not None:
-        raise error_from_dict(*error)
-    if code != 0 or result is None:
-        raise CommandFailedError(
-            f"training {name!r} failed (exit {code}): {stderr.strip()[-800:]}", code="training_failed"
-        )
-    ctx.daemon.events.broadcast("lora_trained", {"name": name, "lora_hash": result["lora_hash"]})
+    if "manifest" not in found:
+        raise CommandFailedError(f"training {params.name!r} ended without a result", code="training_failed")
+    result = found["manifest"]
+    ctx.daemon.events.broadcast("lora_trained", {"name": params.name, "lora_hash": result["lora_hash"]})
     return result
 
 

@@ -8,32 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from personad.lora.manager import LoraAdapterManager
 from personad.lora.registry import AdapterRegistry
 from personad.models.base import AdapterRef, ChatMessage, ChatRequest, GenerationParams
 from personad.models.local.batching import BatchScheduler
 from personad.models.local.engine import LocalEngine, ensure_cache, find_gguf
-from tests.lora.helpers import random_peft_adapter
+from tests.lora.helpers import random_peft_adapter, tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny_engine(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> LocalEngine:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_cache(find_gguf(), model_cache)[0])
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_model(vocab_size=len(tokenizer), hidden=64, context=512)
     engine = LocalEngine(model, tokenizer)
     engine.stop_token_ids = []  # random weights: let every row run to its max_tokens
     root = tmp_path_factory.mktemp("adapters")
