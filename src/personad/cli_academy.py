@@ -31,7 +31,7 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
     @click.option("--attacks", type=int, default=32, show_default=True, help="training attacks per round")
     @click.option("--heldout", type=int, default=48, show_default=True, help="held-out attacks per exam")
     @click.option("--benign", type=int, default=None, help="benign questions (default all)")
-    @click.option("--steps", type=int, default=40, show_default=True, help="training steps per round")
+    @click.option("--steps", type=int, default=30, show_default=True, help="training steps per round")
     @click.option("--threshold", type=float, default=0.15, show_default=True)
     @click.option("--max-tokens", type=int, default=48, show_default=True)
     @click.option("--lr", type=float, default=1e-3, show_default=True, help="defense training learning rate")

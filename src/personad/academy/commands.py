@@ -33,7 +33,7 @@ class TrainParams(BaseModel):
     attacks: int = Field(default=32, ge=1, le=500, description="training attacks per round")
     heldout: int = Field(default=48, ge=5, le=1000, description="held-out attacks in each exam")
     benign: int | None = Field(default=None, ge=1, le=1000, description="benign questions (default all)")
-    steps: int = Field(default=40, ge=1, le=10_000, description="training steps per round")
+    steps: int = Field(default=30, ge=1, le=10_000, description="training steps per round")
     threshold: float = Field(default=0.15, gt=0, lt=1)
     max_tokens: int = Field(default=48, ge=4, le=512, description="answer length in exams")
     seed: int = 0
