@@ -12,7 +12,6 @@ under the threshold and its benign pass rate stays within the tolerance of its p
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -421,7 +420,3 @@ def _train_on_fresh_model(config: Any, registry: AdapterRegistry, engine: Any) -
         )
     finally:
         del model
-
-
-def summarise_families(records: Sequence[tuple[Attack, str, Any]]) -> dict[str, int]:
-    return dict(Counter(a.family for a, _, v in records if v.violation))
