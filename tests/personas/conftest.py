@@ -27,8 +27,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float 
         time.sleep(interval)
 
 
-def reply_to(ws: WsClient, message_id: int, timeout: float = 90) -> tuple[dict[str, Any], list[str]]:
-    """Wait for the persona's answer to ``message_id``; returns it and the deltas streamed before it."""
+def reply_to(
+    ws: WsClient, message_id: int, timeout: float = 90, *, sender: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Wait for the persona's answer to ``message_id`` (from ``sender``, when several may answer); returns it
+    and the deltas streamed before it."""
     deltas: list[str] = []
     deadline = time.monotonic() + timeout
     while True:
@@ -37,5 +40,6 @@ def reply_to(ws: WsClient, message_id: int, timeout: float = 90) -> tuple[dict[s
             deltas.append(message["data"]["delta"])
         elif message.get("event") == "chat_message":
             data = message["data"]
-            if (data.get("meta") or {}).get("in_reply_to") == message_id:
+            from_sender = sender is None or (data.get("sender") or {}).get("session_id") == sender
+            if (data.get("meta") or {}).get("in_reply_to") == message_id and from_sender:
                 return data, deltas

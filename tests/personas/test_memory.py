@@ -79,10 +79,11 @@ def test_persona_to_persona_exchanges_are_interactions(persona_daemon: RunningDa
     _create(persona_daemon, "beta", history_messages=0)
     with persona_daemon.ws(name="ada") as ws:
         ws.call("room_join", {"room": "general"})
-        # alpha echoes the text, which mentions @beta, so beta answers alpha.
+        # alpha echoes the text, which mentions @beta, so beta answers alpha. (beta, mentioned too, may also
+        # answer the human first: wait for alpha's reply by sender.)
         sent = ws.call("chat", {"room": "general", "text": "@alpha say hi to @beta"})["result"]["message"]
-        alpha_reply, _ = reply_to(ws, sent["id"], timeout=90)
-        beta_reply, _ = reply_to(ws, alpha_reply["id"], timeout=90)
+        alpha_reply, _ = reply_to(ws, sent["id"], timeout=90, sender="alpha")
+        beta_reply, _ = reply_to(ws, alpha_reply["id"], timeout=90, sender="beta")
     assert beta_reply["sender"]["session_id"] == "beta"
     brain = persona_daemon.daemon.brain("beta")
     interactions = wait_for(lambda: brain.interactions(with_persona="alpha"))
