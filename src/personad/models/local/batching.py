@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from personad.errors import InvalidParamsError
 from personad.models.base import ChatRequest, Usage
 from personad.models.local.engine import GenerationEvent, LocalEngine, _Sampler
+from personad.models.local.runner import DONE, drain, threadsafe_put
 from personad.models.local.textstream import IncrementalDetokenizer, StopFilter
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH = 8
-_DONE = object()
 
 
 @dataclass
@@ -98,24 +98,14 @@ class BatchScheduler:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
 
-        def emit(item: object) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        row = _Row(request=request, emit=emit, cancel=threading.Event())
+        row = _Row(request=request, emit=threadsafe_put(loop, queue), cancel=threading.Event())
         with self._cond:
             self._pending.append(row)
             self._ensure_thread()
             self._cond.notify()
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, GenerationEvent)
-                yield item
+            async for event in drain(queue):
+                yield event
         finally:
             row.cancel.set()
             with self._cond:
@@ -163,7 +153,7 @@ class BatchScheduler:
         for row in self._rows:
             if exc is not None:
                 row.emit(exc)
-            row.emit(_DONE)
+            row.emit(DONE)
         self._rows = []
         self._cache = self._mask = self._plan = self._plan_key = None
 
@@ -216,7 +206,7 @@ class BatchScheduler:
                 )
         except Exception as exc:
             row.emit(exc)
-            row.emit(_DONE)
+            row.emit(DONE)
             return
         row.length = len(row.prompt)
         self._take(row, out.logits[0, -1])
@@ -316,7 +306,7 @@ class BatchScheduler:
                 )
         usage = Usage(len(row.prompt), row.generated)
         row.emit(GenerationEvent(finish_reason=row.finish, usage=usage, timings=timings))
-        row.emit(_DONE)
+        row.emit(DONE)
 
     def _drop_finished(self) -> None:
         """Finish rows that are done or cancelled; remove them from the cache and trim dead columns."""

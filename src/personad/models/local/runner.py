@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -25,7 +25,30 @@ class Engine(Protocol):
     ) -> Iterator[GenerationEvent]: ...
 
 
-_DONE = object()
+DONE = object()  # put by the producing thread after its last event
+
+
+def threadsafe_put(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object]) -> Callable[[object], None]:
+    """A put that a worker thread may call; a no-op once the loop is closed (a generation winding down at
+    shutdown)."""
+
+    def put(item: object) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    return put
+
+
+async def drain(queue: asyncio.Queue[object]) -> AsyncIterator[GenerationEvent]:
+    """Yield the events a thread puts on ``queue`` until DONE; an exception put there is raised here."""
+    while True:
+        item = await queue.get()
+        if item is DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, GenerationEvent)
+        yield item
 
 
 class GenerationRunner:
@@ -52,10 +75,7 @@ class GenerationRunner:
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
 
-        def put(item: object) -> None:
-            # The loop may already be closed when a cancelled generation winds down at shutdown.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+        put = threadsafe_put(loop, queue)
 
         def work() -> None:
             try:
@@ -66,7 +86,7 @@ class GenerationRunner:
             except BaseException as exc:
                 put(exc)
             finally:
-                put(_DONE)
+                put(DONE)
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(self._lock.release)
 
@@ -76,13 +96,7 @@ class GenerationRunner:
             self._lock.release()
             raise
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, GenerationEvent)
-                yield item
+            async for event in drain(queue):
+                yield event
         finally:
             cancel.set()
