@@ -157,8 +157,8 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         """Set PERSONA_ID's adapter stack to STACK (comma-separated, name or name@scale)."""
         from personad.lora.commands import AdapterSpec
 
-        specs = [_spec(item, AdapterSpec).model_dump() for item in _csv(stack)]
         try:
+            specs = [_spec(item, AdapterSpec).model_dump() for item in _csv(stack)]
             result = _run(
                 home,
                 "lora_load_stack",
@@ -259,8 +259,19 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
 
 
 def _spec(item: str, spec: Any) -> Any:
+    """``name`` or ``name@scale`` as an AdapterSpec; a bad scale is a structured error, not a traceback."""
+    from pydantic import ValidationError
+
+    from personad.errors import BadRequestError
+
     name, _, scale = item.partition("@")
-    return spec(name=name, scale=float(scale)) if scale else spec(name=name)
+    try:
+        return spec(name=name, scale=float(scale)) if scale else spec(name=name)
+    except (ValueError, ValidationError) as exc:
+        raise BadRequestError(
+            f"bad stack entry {item!r}: use name or name@scale (a number between -4 and 4); {exc}",
+            code="invalid_params",
+        ) from None
 
 
 def _offline_load(home: Path, persona_id: str, specs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -269,7 +280,9 @@ def _offline_load(home: Path, persona_id: str, specs: list[dict[str, Any]]) -> d
 
     store = PersonaStore(home)
     config = store.load(persona_id)
-    resolved = AdapterRegistry.for_home(home).resolve([type("Ref", (), s)() for s in specs])
+    from personad.models.base import AdapterRef
+
+    resolved = AdapterRegistry.for_home(home).resolve([AdapterRef(s["name"], s["scale"]) for s in specs])
     config.lora_adapters = [s["name"] for s in specs]
     config.lora_scales = {s["name"]: s["scale"] for s in specs if s["scale"] != 1.0}
     store.save(config)
