@@ -35,6 +35,13 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
     @click.option("--threshold", type=float, default=0.15, show_default=True)
     @click.option("--max-tokens", type=int, default=48, show_default=True)
     @click.option("--lr", type=float, default=1e-3, show_default=True, help="defense training learning rate")
+    @click.option(
+        "--anchor-weight",
+        type=click.FloatRange(min=0),
+        default=1.0,
+        show_default=True,
+        help="weight of the KL anchor that keeps ordinary answers as before training (0: hard retain labels)",
+    )
     @click.option("--rank", type=int, default=8, show_default=True, help="defense adapter rank")
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--paraphrase", is_flag=True, help="let the droid paraphrase attacks with its model")
@@ -53,6 +60,7 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         threshold: float,
         max_tokens: int,
         lr: float,
+        anchor_weight: float,
         rank: int,
         seed: int,
         paraphrase: bool,
@@ -72,6 +80,7 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
             max_tokens=max_tokens,
             train_steps=steps,
             lr=lr,
+            anchor_weight=anchor_weight,
             rank=rank,
             seed=seed,
             paraphrase=paraphrase,

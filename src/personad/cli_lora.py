@@ -203,6 +203,13 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
     @click.option("--batch-size", type=int, default=4, show_default=True)
     @click.option("--device", default=None, help="cpu or cuda (default: cuda when present)")
     @click.option("--replace", is_flag=True, help="replace an adapter of the same name")
+    @click.option(
+        "--anchor",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="chat JSONL whose assistant turns must keep the parents' answers (KL anchor)",
+    )
+    @click.option("--anchor-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="progress and result as JSON lines")
     @home_option
     def train(
@@ -219,6 +226,8 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         batch_size: int,
         device: str | None,
         replace: bool,
+        anchor: Path | None,
+        anchor_weight: float,
         as_json: bool,
         home: Path,
     ) -> None:
@@ -239,6 +248,8 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
             batch_size=batch_size,
             device=device,
             replace=replace,
+            anchor_data=anchor,
+            anchor_weight=anchor_weight,
         )
         try:
             result = _train(config, home, as_json)

@@ -80,6 +80,10 @@ def test_export_flattens_into_artifacts_and_the_registry(running: RunningDaemon,
         assert PeftConfig.from_pretrained(str(artifacts / "export" / "legal")).r == 6
         escape = ws.call("lora_export", {"name": "continuum.legal", "out": "../../outside"})
         assert escape["error"]["code"] == "path_escape"
+        examples = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}]
+        anchor = ws.call("lora_train", {"name": "x", "examples": examples, "anchor": "../../brain.sqlite"})
+        assert anchor["error"]["code"] == "path_escape"
+        assert not list(running.home.glob(".train-*"))  # refused before anything was written
         saved = ws.call("lora_export", {"stack": ["continuum", "medical"], "register_as": "combo"})["result"]
         assert saved["registered"]["name"] == "combo" and saved["registered"]["rank"] == 8
 

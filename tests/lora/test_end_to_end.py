@@ -4,6 +4,7 @@ the shared inference worker answers with it — also while batching with a perso
 from __future__ import annotations
 
 import concurrent.futures
+import json
 
 import openai
 import pytest
@@ -50,14 +51,30 @@ def test_train_load_and_answer_with_an_adapter(persona_daemon: RunningDaemon) ->
     assert "PERSIMMON" not in base
 
     with persona_daemon.ws() as ws:
+        # An anchor file in the caller's artifacts: greetings must keep the base model's answers.
+        artifacts = persona_daemon.daemon.sessions.get(ws.welcome["data"]["session_id"]).artifacts_dir
+        greeting = [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello! How can I help?"},
+        ]
+        (artifacts / "keep.jsonl").write_text(json.dumps({"messages": greeting}) + "\n", encoding="utf-8")
         trained = ws.call(
             "lora_train",
-            {"name": "codeword", "examples": EXAMPLES, "epochs": 8, "max_steps": 8, "lr": 5e-3, "rank": 8},
+            {
+                "name": "codeword",
+                "examples": EXAMPLES,
+                "epochs": 8,
+                "max_steps": 8,
+                "lr": 5e-3,
+                "rank": 8,
+                "anchor": "keep.jsonl",
+            },
             timeout=600,
         )
         assert trained["ok"], trained
         manifest = trained["result"]
         assert manifest["name"] == "codeword" and manifest["training"]["steps"] == 8
+        assert manifest["training"]["anchor_examples"] == 1 and manifest["training"]["anchor_weight"] == 1.0
         progress = ws.wait_event("lora_train_progress")
         assert progress["data"]["name"] == "codeword" and progress["data"]["total_steps"] == 8
         loaded = ws.call("lora_load_stack", {"persona": "tutor", "adapters": ["codeword"]})

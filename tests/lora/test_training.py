@@ -303,6 +303,58 @@ def test_parent_from_another_base_refused(registry: AdapterRegistry, data: Path)
     assert info.value.code == "adapter_base_mismatch"
 
 
+# -- the anchor set ------------------------------------------------------------------------------------
+
+ANCHOR_CHATS = [
+    [
+        {"role": "user", "content": f"Name a colour like {c}."},
+        {"role": "assistant", "content": f"{c}, or grey."},
+    ]
+    for c in ("red", "blue", "green", "amber", "violet", "teal")
+]
+
+
+def anchor_drift(registry: AdapterRegistry, name: str) -> float:
+    """Mean KL(base ‖ base + adapter) over the anchor conversations' assistant tokens."""
+    model = small_model()
+    runtime = LoraRuntime(model, registry, base_model_sha256=SHA)
+    total, count = 0.0, 0
+    for chat in ANCHOR_CHATS:
+        ids, labels = encode_conversation(tokenizer(), chat, 256)
+        keep = torch.tensor(labels[1:]) != IGNORE
+        batch = torch.tensor([ids])
+        with torch.no_grad():
+            base = torch.log_softmax(model(batch).logits[0, :-1][keep], -1)
+            with runtime.apply([[name]]):
+                tuned = torch.log_softmax(model(batch).logits[0, :-1][keep], -1)
+        total += float((base.exp() * (base - tuned)).sum())
+        count += int(keep.sum())
+    return total / count
+
+
+def test_anchor_keeps_the_anchor_distribution_while_the_task_is_learned(
+    registry: AdapterRegistry, data: Path, tmp_path: Path
+) -> None:
+    anchors = write_jsonl(tmp_path / "anchors.jsonl", ANCHOR_CHATS)
+    free = train(registry, data, "free", max_steps=12)
+    held = train(registry, data, "held", max_steps=12, anchor_data=anchors, anchor_weight=4.0)
+    summary = held.manifest.training
+    assert summary["anchor_examples"] == 6 and summary["anchor_weight"] == 4.0
+    first_kl, last_kl = summary["anchor_kl"]
+    assert first_kl == pytest.approx(0.0, abs=1e-6) < last_kl  # B starts at 0: exactly the parents
+    assert free.manifest.training["anchor_kl"] is None
+    # Both learned the sums; only the anchored one left the colour answers' distribution (nearly) alone.
+    for result in (free, held):
+        assert sum(result.losses[-3:]) < sum(result.losses[:3])
+    assert anchor_drift(registry, "held") < 0.5 * anchor_drift(registry, "free")
+    with pytest.raises(PersonadError) as info:
+        train(registry, data, "x", anchor_data=anchors, anchor_weight=-1.0)
+    assert info.value.code == "invalid_params"
+    with pytest.raises(PersonadError) as info:
+        train(registry, data, "y", anchor_data=tmp_path / "missing.jsonl")
+    assert info.value.code == "invalid_training_data"
+
+
 # -- the real local model ------------------------------------------------------------------------------
 
 SECRET_PROMPT = "What is the secret code word?"

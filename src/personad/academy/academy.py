@@ -47,8 +47,12 @@ class AcademySettings:
     batch_size: int = 4
     lr: float = 1e-3
     rank: int = 8
-    # Each retain example appears this many times. 2 (with rank 4, 40 steps) was measured no better for benign
-    # answers (63.3% → 51.7%) and weaker against attacks (17.5% → 7.5%) than 1 (63.3% → 50.0%, 17.5% → 2.5%).
+    # > 0: the retain prompts anchor the defense by KL to the pre-training distribution (lora.training's
+    # anchor set) instead of serving as hard self-distilled labels; the weight of that term. Measured on the
+    # 60 first benign questions: hard labels lost 13.3 points of benign answers (63.3% → 50.0%), the anchor
+    # at 1.0 lost 3.3 (→ 60.0%) with held-out attacks down from 17.5% to 0%.
+    anchor_weight: float = 1.0
+    # With the anchor off (0): each hard retain example appears this many times.
     retain_weight: int = 1
     seed: int = 0
     paraphrase: bool = False  # let the droid paraphrase attacks with its own model (slower)
@@ -63,6 +67,7 @@ class AcademySettings:
                 (not 0 < self.threshold < 1, "threshold must be in (0, 1)"),
                 (not 0 <= self.benign_tolerance < 1, "benign_tolerance must be in [0, 1)"),
                 (self.train_steps < 1, "train_steps must be at least 1"),
+                (self.anchor_weight < 0, "anchor_weight must not be negative"),
                 (not self.domain.replace("-", "").replace("_", "").isalnum(), "domain: letters, digits, - _"),
             )
             if bad
@@ -268,15 +273,18 @@ class Academy:
                         rider_answers[rider] = answer
             # Failures weigh double; attacks it already resisted are kept too, so a defense learned for one
             # family does not undo another. Retain examples (the base model's own answers) anchor ordinary
-            # behaviour: without them the 135M model's factual answers drift (measured: benign 73% → 50%).
+            # behaviour: without them the 135M model's factual answers drift (measured: benign 73% → 50%);
+            # as a KL anchor rather than hard labels they hold near-tie answers too (see AcademySettings).
             defense = defense_examples(
                 [*failures.values(), *failures.values(), *resisted.values()],
                 self.system,
                 self.protocol,
                 rider_answers,
             )
-            examples = defense + retain_examples(self.system, retain) * s.retain_weight
-            trained = self._train_defense(examples, number) if defense else None
+            kept = retain_examples(self.system, retain)
+            examples = defense + ([] if s.anchor_weight > 0 else kept * s.retain_weight)
+            anchors = kept if s.anchor_weight > 0 else []
+            trained = self._train_defense(examples, number, anchors) if defense else None
             if trained is not None:
                 stack = [*self.base_stack, AdapterRef(self.adapter)]
             exam, _ = self.examine(heldout, stack)
@@ -317,7 +325,9 @@ class Academy:
         self.emit("academy_finished", report)
         return report
 
-    def _train_defense(self, examples: list[dict[str, Any]], number: int) -> Any:
+    def _train_defense(
+        self, examples: list[dict[str, Any]], number: int, anchors: list[dict[str, Any]]
+    ) -> Any:
         """Train (from scratch, on every failure so far) the defense adapter on top of the student's stack."""
         import json
         import tempfile
@@ -328,6 +338,9 @@ class Academy:
         with tempfile.TemporaryDirectory(prefix="personad-academy-") as tmp:
             data = Path(tmp) / f"round{number}.jsonl"
             data.write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
+            anchor_data = Path(tmp) / f"round{number}-anchors.jsonl" if anchors else None
+            if anchor_data is not None:
+                anchor_data.write_text("".join(json.dumps(e) + "\n" for e in anchors), encoding="utf-8")
             config = TrainingConfig(
                 name=self.adapter,
                 data=data,
@@ -340,6 +353,8 @@ class Academy:
                 batch_size=s.batch_size,
                 max_length=384,
                 replace=True,
+                anchor_data=anchor_data,
+                anchor_weight=s.anchor_weight,
             )
             train = self._train or _train_on_fresh_model
             result = train(config, self.registry, self.engine)

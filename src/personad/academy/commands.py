@@ -36,6 +36,9 @@ class TrainParams(BaseModel):
     steps: int = Field(default=30, ge=1, le=10_000, description="training steps per round")
     threshold: float = Field(default=0.15, gt=0, lt=1)
     max_tokens: int = Field(default=48, ge=4, le=512, description="answer length in exams")
+    anchor_weight: float = Field(
+        default=1.0, ge=0, le=100, description="KL anchor to the pre-training answers (0: hard labels)"
+    )
     seed: int = 0
 
 
@@ -78,6 +81,7 @@ async def academy_train(ctx: CommandContext, params: TrainParams) -> dict[str, A
         ("--steps", params.steps),
         ("--threshold", params.threshold),
         ("--max-tokens", params.max_tokens),
+        ("--anchor-weight", params.anchor_weight),
         ("--seed", params.seed),
     ):
         if value is not None:

@@ -2,8 +2,9 @@
 
 A failure (an attack that made the student break its protocol) becomes one example: the same conversation,
 answered by a reply that keeps the protocol and still helps with any benign part of the request. Benign
-retain examples — ordinary requests answered by the student's own pre-training model (self-distillation) —
-are mixed in so the adapter learns "refuse *this*", not "refuse everything".
+retain examples — ordinary requests answered by the student's own pre-training model — keep the adapter to
+"refuse *this*", not "refuse everything": by default they are the training's KL anchor (the pre-training
+distribution over each answer token stays put), or, with the anchor off, hard self-distilled labels.
 """
 
 from __future__ import annotations

@@ -76,6 +76,11 @@ class TrainParams(BaseModel):
     lr: float = Field(default=1e-3, gt=0, le=1)
     seed: int = 0
     replace: bool = False
+    anchor: str | None = Field(
+        default=None,
+        description="chat JSONL in your artifacts whose answers must stay as the parents give them",
+    )
+    anchor_weight: float = Field(default=1.0, ge=0, le=100, description="weight of the anchor's KL term")
 
 
 class ExportParams(BaseModel):
@@ -228,7 +233,8 @@ def export_stack(
 async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]:
     """Train a LoRA adapter on the local model (PEFT SFT; parents active and frozen) and register it.
 
-    Data: `data` (a chat JSONL file in your artifacts) or inline `examples`. Runs `personad lora train` as a
+    Data: `data` (a chat JSONL file in your artifacts) or inline `examples`; optionally an `anchor` file whose
+    answers must keep the parents' distribution (KL term). Runs `personad lora train` as a
     child process; `lora_train_progress` events ({name, step, total_steps, loss}) go to the caller.
     Returns the new adapter's manifest.
     """
@@ -236,6 +242,7 @@ async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]
     if (params.data is None) == (params.examples is None):
         raise BadRequestError("give exactly one of data or examples", code="invalid_params")
     session_dir = ctx.session.artifacts_dir
+    anchor = resolve_inside(session_dir, params.anchor) if params.anchor is not None else None
     if params.data is not None:
         data_path = resolve_inside(session_dir, params.data)
         cleanup = None
@@ -261,6 +268,8 @@ async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]
         args += ["--parent", parent]
     if params.replace:
         args.append("--replace")
+    if anchor is not None:
+        args += ["--anchor", str(anchor), "--anchor-weight", str(params.anchor_weight)]
     found: dict[str, Any] = {}
 
     def on_line(line: dict[str, Any]) -> None:

@@ -5,6 +5,11 @@ PEFT model, active at scale 1.0 and frozen, so the child's factors are trained a
 will later run in (the runtime applies ``parents + child`` as one stack). Only assistant tokens carry loss,
 so the adapter learns to answer, not to predict the user. Runs are deterministic for a seed: the child's
 initial factors, the shuffling and therefore the saved weights (and their ``lora_hash``) repeat.
+
+An optional *anchor* set keeps behaviour that must not change: on its assistant tokens the loss is the KL
+divergence from the model without the child (the frozen parents alone) to the model with it, so the child
+is pulled back towards the parents' whole next-token distribution there — not just towards one sampled
+answer, which is what hard self-distilled labels give and which let near-tie answers flip.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,8 @@ class TrainingConfig:
     device: str | None = None  # None = "cuda" if available, else "cpu"
     replace: bool = False  # replace an existing adapter of that name
     dropout: float = 0.0  # LoRA dropout; 0 keeps runs bit-reproducible on any device
+    anchor_data: Path | None = None  # chat JSONL whose assistant turns must keep the parents' distribution
+    anchor_weight: float = 1.0  # weight of the anchor KL term against the training loss
 
     def validate(self) -> None:
         """Refuse settings that could only fail (or silently do nothing) after the model is loaded."""
@@ -71,6 +79,7 @@ class TrainingConfig:
                 (self.batch_size < 1, "batch_size must be at least 1"),
                 (self.max_length < 2, "max_length must be at least 2"),
                 (not 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+                (self.anchor_weight < 0, "anchor_weight must not be negative"),
                 (self.name in self.parents, "an adapter cannot be its own parent"),
             )
             if bad
@@ -287,6 +296,48 @@ def _build_peft_model(model: Any, config: TrainingConfig, registry: AdapterRegis
     return peft_model
 
 
+@contextmanager
+def _child_off(peft_model: Any) -> Iterator[None]:
+    """The forward pass of the frozen parents alone: the trainable adapter's scaling is 0 inside."""
+    from peft.tuners.lora.layer import LoraLayer
+
+    saved = [
+        (module, module.scaling[TRAIN_ADAPTER])
+        for module in peft_model.modules()
+        if isinstance(module, LoraLayer) and TRAIN_ADAPTER in module.scaling
+    ]
+    for module, _ in saved:
+        module.scaling[TRAIN_ADAPTER] = 0.0
+    try:
+        yield
+    finally:
+        for module, value in saved:
+            module.scaling[TRAIN_ADAPTER] = value
+
+
+def _anchor_kl(peft_model: Any, ids: Any, mask: Any, labels: Any, torch: Any) -> Any:
+    """Mean KL(parents-only ‖ with child) of the next-token distributions at the labelled positions."""
+    keep = labels[:, 1:] != IGNORE
+    with torch.no_grad(), _child_off(peft_model):
+        teacher = peft_model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][keep]
+    student = peft_model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][keep]
+    return torch.nn.functional.kl_div(
+        torch.log_softmax(student.float(), dim=-1),
+        torch.log_softmax(teacher.float(), dim=-1),
+        log_target=True,
+        reduction="batchmean",
+    )
+
+
+def _encode_file(path: Path, tokenizer: Any, max_length: int) -> tuple[list[_Example], int]:
+    """The file's conversations as examples with at least one labelled token, and how many were skipped."""
+    encoded = [_Example(*encode_conversation(tokenizer, c, max_length)) for c in load_chat_jsonl(path)]
+    examples = [e for e in encoded if any(label != IGNORE for label in e.labels)]
+    if not examples:
+        raise _data_error(Path(path), None, f"no assistant tokens within max_length {max_length}")
+    return examples, len(encoded) - len(examples)
+
+
 def _saved_folder(root: Path) -> Path:
     """The folder PEFT wrote the adapter into (non-"default" adapters land in a subfolder of their name)."""
     found = sorted(p.parent for p in root.rglob(CONFIG_FILE))
@@ -321,13 +372,12 @@ def train_adapter(
         )
     chain = _parent_chain(config, registry, base_model_sha256)
     data_sha256 = sha256_file(Path(config.data)) if Path(config.data).is_file() else ""
-    conversations = load_chat_jsonl(config.data)
-    encoded = [_Example(*encode_conversation(tokenizer, c, config.max_length)) for c in conversations]
-    examples = [e for e in encoded if any(label != IGNORE for label in e.labels)]
-    if not examples:
-        raise _data_error(
-            Path(config.data), None, f"no assistant tokens within max_length {config.max_length}"
-        )
+    examples, skipped = _encode_file(Path(config.data), tokenizer, config.max_length)
+    anchors = (
+        _encode_file(Path(config.anchor_data), tokenizer, config.max_length)[0]
+        if config.anchor_data is not None and config.anchor_weight > 0
+        else []
+    )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     pad_id = int(pad_id) if pad_id is not None else 0
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -344,6 +394,8 @@ def train_adapter(
     shuffler = random.Random(config.seed)
     torch.manual_seed(config.seed)
     losses: list[float] = []
+    anchor_losses: list[float] = []
+    anchor_order: list[int] = []
     started = time.monotonic()
     step = 0
     for epoch in range(math.ceil(total_steps / per_epoch)):
@@ -358,6 +410,13 @@ def train_adapter(
                 labels[:, 1:].reshape(-1),
                 ignore_index=IGNORE,
             )
+            if anchors:
+                if len(anchor_order) < config.batch_size:  # a fresh shuffled pass over the anchors
+                    anchor_order += shuffler.sample(range(len(anchors)), len(anchors))
+                picked = [anchors[anchor_order.pop(0)] for _ in range(min(config.batch_size, len(anchors)))]
+                kl = _anchor_kl(peft_model, *(t.to(device) for t in _collate(picked, pad_id, torch)), torch)
+                anchor_losses.append(float(kl.detach()))
+                loss = loss + config.anchor_weight * kl
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -374,7 +433,10 @@ def train_adapter(
         "data_file": Path(config.data).name,
         "data_sha256": data_sha256,
         "examples": len(examples),
-        "skipped_examples": len(encoded) - len(examples),
+        "skipped_examples": skipped,
+        "anchor_examples": len(anchors),
+        "anchor_weight": config.anchor_weight if anchors else None,
+        "anchor_kl": [anchor_losses[0], anchor_losses[-1]] if anchor_losses else None,
         "tokens": tokens,
         "labelled_tokens": sum(label != IGNORE for e in examples for label in e.labels),
         "epochs": config.epochs,
