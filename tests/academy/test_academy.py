@@ -76,6 +76,9 @@ def test_rounds_train_a_defense_record_evolution_and_keep_it(tiny_engine: Any, t
     assert config.lora_adapters == [report["adapter"]] and config.status == "active"
     manifest = AdapterRegistry.for_home(home).manifest(report["adapter"])
     assert manifest.metrics["academy"]["baseline"]["attacks"] == report["baseline"]["attacks"]
+    # The retain prompts anchor the defense (KL to the pre-training model), they are not training labels.
+    assert manifest.training["anchor_examples"] > 0 and manifest.training["anchor_weight"] == 1.0
+    assert manifest.training["examples"] == rounds[2]["examples"]
     with Brain.open(home / "personas" / "student" / "brain.sqlite", embedder=HashEmbedder()) as brain:
         history = brain.evolution_history()
     assert sorted(h["trigger_pattern"] for h in history) == [
