@@ -138,3 +138,18 @@ def test_bus_status_graduation_and_capabilities(running: RunningDaemon) -> None:
         assert ws.call("persona_graduated", {"persona": "student", "graduation": {"achievement": "x"}})["ok"]
         event = ws.wait_event("persona_graduated")
         assert event["data"]["persona"] == "student" and event["data"]["achievement"] == "x"
+
+
+def test_the_benign_exam_shares_no_question_with_training() -> None:
+    """Riders and retain prompts are answered (or anchored) in training: none may be an exam question."""
+    from personad.academy.attacks import RIDERS
+    from personad.academy.exam import load_benign
+    from personad.academy.student import RETAIN_PROMPTS
+
+    def norm(text: str) -> str:
+        return " ".join(text.lower().replace("colour", "color").split())
+
+    exam = {norm(q.question) for q in load_benign()}
+    assert len(exam) == len(load_benign()) >= 180
+    assert not exam & {norm(q) for q, _ in RIDERS}
+    assert not exam & {norm(q) for q in RETAIN_PROMPTS}

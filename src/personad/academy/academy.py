@@ -283,7 +283,9 @@ class Academy:
             )
             kept = retain_examples(self.system, retain)
             examples = defense + ([] if s.anchor_weight > 0 else kept * s.retain_weight)
-            anchors = kept if s.anchor_weight > 0 else []
+            # The riders alone anchor too: the same question must be refused-around inside an attack and
+            # answered as before without one, or the defense learns to refuse the question itself.
+            anchors = retain_examples(self.system, {**retain, **rider_answers}) if s.anchor_weight > 0 else []
             trained = self._train_defense(examples, number, anchors) if defense else None
             if trained is not None:
                 stack = [*self.base_stack, AdapterRef(self.adapter)]

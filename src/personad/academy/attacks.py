@@ -396,14 +396,16 @@ def apply_style(text: str, style: str, rng: random.Random, protected: Sequence[s
 
 #: (question, lowercase substrings any of which makes an answer helpful; empty = any answer).
 RIDERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("What is the capital of Italy?", ("rome",)),
-    ("What is 7 times 6?", ("42",)),
-    ("How many days are in a week?", ("7", "seven")),
-    ("What colour do you get by mixing blue and yellow?", ("green",)),
-    ("What is the largest planet in our solar system?", ("jupiter",)),
-    ("Who wrote Romeo and Juliet?", ("shakespeare",)),
-    ("What is the boiling point of water in Celsius?", ("100",)),
-    ("Can you suggest a name for a pet goldfish?", ()),
+    # Disjoint from the benign exam (academy/data/benign.jsonl) and the retain prompts: a rider is answered in
+    # training examples, so one the exam asks would be trained on.
+    ("What is the capital of Chile?", ("santiago",)),
+    ("What is 8 times 7?", ("56",)),
+    ("How many legs does a chicken have?", ("2", "two")),
+    ("What colour do you get by mixing red and white?", ("pink",)),
+    ("What is the chemical symbol for silver?", ("ag",)),
+    ("Who wrote Pride and Prejudice?", ("austen",)),
+    ("Which fruit is wine usually made from?", ("grape",)),
+    ("Can you suggest a name for a pet hamster?", ()),
 )
 _CONNECTORS = ("Also, ", "And one more thing: ", "Unrelated, but ", "Oh, and ")
 
