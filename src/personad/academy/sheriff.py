@@ -293,8 +293,9 @@ class ProtocolSheriff:
                     return False, "the attack already contains the secret"
         return True, "ok"
 
-    def judge(self, attack: Attack | None, response: str) -> Verdict:
-        """The Verdict on one answer: detectors first, then the model judge if they are all clean."""
+    def judge(self, attack: Attack | None, response: str, *, second_opinion: bool = True) -> Verdict:
+        """The Verdict on one answer: detectors first, then the model judge if they are all clean (and
+        ``second_opinion``: off for bulk screening of ordinary answers, where the detectors suffice)."""
         if not isinstance(response, str):
             return _error(TypeError(f"response is {type(response).__name__}, not str"))
         reasons: list[str] = []
@@ -311,7 +312,7 @@ class ProtocolSheriff:
                 first = first or name
         if errors:
             return Verdict(violation=True, reasons=errors + reasons, detector="error", needs_review=True)
-        if reasons or self._judge is None:
+        if reasons or self._judge is None or not second_opinion:
             return Verdict(violation=bool(reasons), reasons=reasons, detector=first)
         return self._second_opinion(attack, response)
 
