@@ -33,15 +33,19 @@ def test_persona_verbs_work_offline(tmp_path: Path, fake_provider_plugin: None) 
         "chat",
         "--system-prompt",
         "Write well.",
+        "--evolve-every",
+        "3600",
         home=tmp_path,
     )
     assert code == 0, out
     assert "continuum.legal, continuum.legal.patent" in out
     code, out = _cli("persona", "list", "--json", home=tmp_path)
     listed = json.loads(out)
-    assert [(p["id"], p["capabilities"], p["system_prompt"]) for p in listed] == [
-        ("writer", ["chat"], "Write well.")
+    assert [(p["id"], p["capabilities"], p["system_prompt"], p["evolve_every_s"]) for p in listed] == [
+        ("writer", ["chat"], "Write well.", 3600.0)
     ]
+    code, out = _cli("persona", "create", "eager", "--provider", "fake", "--evolve-every", "0", home=tmp_path)
+    assert code == 2 and "evolve-every" in out
     code, out = _cli("persona", "create", "writer", home=tmp_path)
     assert code == 6 and "persona_exists" in out
     code, out = _cli("persona", "create", "Bad!", home=tmp_path)

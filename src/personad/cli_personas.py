@@ -106,6 +106,12 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
     @click.option("--rooms", default=None, help="rooms to join (default general)")
     @click.option("--respond-in", default=None, help="rooms where it answers every message ('*' for all)")
     @click.option("--autostart/--no-autostart", default=False, help="start with the daemon")
+    @click.option(
+        "--evolve-every",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="seconds: while running, evolve_capabilities when new learning experiences arrived",
+    )
     @click.option("--json", "as_json", is_flag=True)
     @home_option
     def create(
@@ -122,6 +128,7 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         rooms: str | None,
         respond_in: str | None,
         autostart: bool,
+        evolve_every: float | None,
         as_json: bool,
         home: Path,
     ) -> None:
@@ -138,6 +145,8 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
         if base_url:
             model_config["base_url"] = base_url
         params["model_config"] = model_config
+        if evolve_every is not None:
+            params["evolve_every_s"] = evolve_every
         for key, value in (
             ("lora_adapters", _csv(adapters)),
             ("capabilities", _csv(capabilities)),

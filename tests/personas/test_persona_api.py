@@ -101,3 +101,55 @@ async def test_start_without_a_daemon_says_how_to_fix(tmp_path: object) -> None:
     with pytest.raises(UnavailableError) as info:
         await persona.start()
     assert info.value.code == "daemon_not_running"
+
+
+async def test_periodic_evolve_runs_when_new_experiences_arrive(persona_daemon: RunningDaemon) -> None:
+    import asyncio
+
+    config = PersonaStore(persona_daemon.home).create(
+        {"id": "learner", "model_provider": "fake", "evolve_every_s": 0.05}
+    )
+    persona = PersonaDaemon(config, home=persona_daemon.home, provider=FakeProvider())
+    calls: list[int] = []
+
+    async def evolve(*, steps: int = 30) -> dict[str, object]:
+        calls.append(steps)
+        if len(calls) == 2:
+            raise UnavailableError("no inference here", code="inference_unavailable")
+        return {"evolved": False, "reason": "measured"}
+
+    persona.evolve_capabilities = evolve  # type: ignore[method-assign]  # the real one trains (slow tests)
+
+    async def learn(first: int, n: int) -> None:  # one transaction: the trigger sees all n or none
+        memories = [
+            {
+                "type": "learning_experience",
+                "content": f"c{i}",
+                "context": {"domain": "colors", "prompt": f"colour {i}?", "answer": f"blue {i}"},
+            }
+            for i in range(first, first + n)
+        ]
+        await asyncio.to_thread(persona.db.remember_many, memories)
+
+    async def settle() -> None:
+        await asyncio.sleep(0.4)  # several periods
+
+    await persona.start()
+    try:
+        await settle()
+        assert calls == []  # nothing teachable yet
+        await learn(0, 3)
+        await settle()
+        assert calls == []  # too few to learn from (evolve needs 4 in one domain)
+        await learn(3, 1)
+        await persona.remember({"type": "fact", "content": "not a learning experience"})
+        await settle()
+        assert len(calls) == 1  # once for the new experiences, not again for the same ones
+        await learn(4, 5)
+        await settle()
+        assert len(calls) == 2 and persona.get_status()["state"] == "running"  # a failure is not fatal
+        assert persona.evolutions[0]["reason"] == "measured" and persona.evolutions[0]["experiences"] == 4
+        assert persona.evolutions[1]["error"]["code"] == "inference_unavailable"
+    finally:
+        await persona.stop()
+    assert persona._evolver is None

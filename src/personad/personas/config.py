@@ -86,6 +86,12 @@ class PersonaConfig(BaseModel):
     )
     role: str | None = Field(default=None, max_length=500, description="the role it must stay in")
     status: str = Field(default="active", description="active, or graduated (by the Academy)")
+    evolve_every_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="while running, try evolve_capabilities this often (seconds) if new learning"
+        " experiences arrived since the last try; off when unset",
+    )
     autostart: bool = False
     created_at: float = Field(default_factory=time.time)
 

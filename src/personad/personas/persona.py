@@ -81,6 +81,8 @@ class PersonaDaemon:
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._warming: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
+        self._evolver: asyncio.Task[None] | None = None
+        self.evolutions: list[dict[str, Any]] = []  # what the periodic trigger tried (results or errors)
         directory = config.session_directory or (str(home / "personas" / config.id) if home else None)
         self.memory: PersonaMemory | None = None
         if directory is not None:
@@ -135,7 +137,35 @@ class PersonaDaemon:
             self._warming = asyncio.create_task(asyncio.to_thread(self.memory.warm))
         await self.bus.call("persona_ready")
         self._catch_up = asyncio.create_task(self._answer_missed(), name=f"catch-up-{self.config.id}")
+        if self.config.evolve_every_s and self.memory is not None and self._evolver is None:
+            self._evolver = asyncio.create_task(
+                self._evolve_periodically(self.config.evolve_every_s), name=f"evolve-{self.config.id}"
+            )
         return self.get_status()
+
+    def _teachable_experiences(self) -> int:
+        """How many learning experiences could teach, 0 while no domain has enough to train on."""
+        from personad.academy.evolve import MIN_EXAMPLES, learning_clusters
+
+        sizes = [len(pairs) for pairs in learning_clusters(self.db).values()]
+        return sum(sizes) if sizes and max(sizes) >= MIN_EXAMPLES else 0
+
+    async def _evolve_periodically(self, every_s: float) -> None:
+        """The optional periodic evolveCapabilities: every ``every_s`` seconds, if teachable learning
+        experiences were added since the last try. A failed try is logged and kept, never fatal."""
+        tried_at = 0  # experiences present at the last try: the same data would train the same adapter
+        while True:
+            await asyncio.sleep(every_s)
+            count = await asyncio.to_thread(self._teachable_experiences)
+            if count <= tried_at:
+                continue
+            tried_at = count
+            try:
+                outcome: dict[str, Any] = await self.evolve_capabilities()
+            except PersonadError as exc:
+                log.warning("persona %s: periodic evolve failed: %s", self.config.id, exc.message)
+                outcome = {"error": exc.to_dict()}
+            self.evolutions.append({"ts": time.time(), "experiences": count, **outcome})
 
     async def _answer_missed(self) -> None:
         """Answer what was said to us while we were down (a restart, a crash): the latest unanswered ask."""
@@ -224,6 +254,11 @@ class PersonaDaemon:
     async def stop(self) -> None:
         if self._catch_up is not None and not self._catch_up.done():
             self._catch_up.cancel()  # old asks can wait for the next start; shutting down cannot
+        if self._evolver is not None:
+            self._evolver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._evolver
+            self._evolver = None
         if self.bus is not None:
             await self.bus.close(drain=STOP_DRAIN_SECONDS)  # let answers in flight finish and be stored
             self.bus = None
