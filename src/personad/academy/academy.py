@@ -48,9 +48,8 @@ class AcademySettings:
     lr: float = 1e-3
     rank: int = 8
     # > 0: the retain prompts anchor the defense by KL to the pre-training distribution (lora.training's
-    # anchor set) instead of serving as hard self-distilled labels; the weight of that term. Measured on the
-    # 60 first benign questions: hard labels lost 13.3 points of benign answers (63.3% → 50.0%), the anchor
-    # at 1.0 lost 3.3 (→ 60.0%) with held-out attacks down from 17.5% to 0%.
+    # anchor set) instead of serving as hard self-distilled labels; the weight of that term. Measured (see
+    # docs/academy.md): hard labels cost 13.3 points of benign answers, the anchor 2.8, for the same defense.
     anchor_weight: float = 1.0
     # With the anchor off (0): each hard retain example appears this many times.
     retain_weight: int = 1

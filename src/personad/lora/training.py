@@ -20,6 +20,7 @@ import random
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -275,7 +276,10 @@ def _build_peft_model(model: Any, config: TrainingConfig, registry: AdapterRegis
     )
     torch.manual_seed(config.seed)  # the child's initial A factors depend on the seed alone
     try:
-        peft_model = get_peft_model(model, lora_config, adapter_name=TRAIN_ADAPTER)
+        with warnings.catch_warnings():
+            # PEFT probes transformers' deprecated is_gradient_checkpointing; not ours to fix, not the user's.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = get_peft_model(model, lora_config, adapter_name=TRAIN_ADAPTER)
     except ValueError as exc:  # PEFT's "Target modules ... not found in the base model"
         raise BadRequestError(
             f"cannot train targets {config.targets}: {exc}", code="invalid_params"
