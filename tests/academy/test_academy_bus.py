@@ -8,7 +8,7 @@ import pytest
 from personad.personas.config import PersonaStore
 from tests.conftest import RunningDaemon
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # real-model training; slower on a busy box
 
 
 def test_academy_train_streams_rounds_and_updates_the_student(running: RunningDaemon) -> None:

@@ -14,7 +14,7 @@ from personad.models.base import AdapterRef
 from personad.models.local.engine import LocalEngine
 from personad.personas.config import PersonaStore
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # real-model training; slower on a busy box
 
 
 def test_a_round_trains_a_defense_that_changes_answers(tmp_path: Path) -> None:
