@@ -341,7 +341,7 @@ def test_anchor_keeps_the_anchor_distribution_while_the_task_is_learned(
     summary = held.manifest.training
     assert summary["anchor_examples"] == 6 and summary["anchor_weight"] == 4.0
     first_kl, last_kl = summary["anchor_kl"]
-    assert first_kl == pytest.approx(0.0, abs=1e-6) < last_kl  # B starts at 0: exactly the parents
+    assert abs(first_kl) < 1e-6 and last_kl > first_kl  # B starts at 0: exactly the parents at first
     assert free.manifest.training["anchor_kl"] is None
     # Both learned the sums; only the anchored one left the colour answers' distribution (nearly) alone.
     for result in (free, held):
