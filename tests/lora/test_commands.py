@@ -83,6 +83,9 @@ def test_export_flattens_into_artifacts_and_the_registry(running: RunningDaemon,
         examples = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}]
         anchor = ws.call("lora_train", {"name": "x", "examples": examples, "anchor": "../../brain.sqlite"})
         assert anchor["error"]["code"] == "path_escape"
+        for missing in ({"anchor": "nope.jsonl"}, {"data": "nope.jsonl", "examples": None}):
+            reply = ws.call("lora_train", {"name": "x", "examples": examples, **missing})
+            assert reply["error"]["code"] == "file_not_found", reply
         assert not list(running.home.glob(".train-*"))  # refused before anything was written
         saved = ws.call("lora_export", {"stack": ["continuum", "medical"], "register_as": "combo"})["result"]
         assert saved["registered"]["name"] == "combo" and saved["registered"]["rank"] == 8

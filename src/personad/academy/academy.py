@@ -284,11 +284,12 @@ class Academy:
                 self.protocol,
                 rider_answers,
             )
-            kept = retain_examples(self.system, retain)
-            examples = defense + ([] if s.anchor_weight > 0 else kept * s.retain_weight)
-            # The riders alone anchor too: the same question must be refused-around inside an attack and
-            # answered as before without one, or the defense learns to refuse the question itself.
-            anchors = retain_examples(self.system, {**retain, **rider_answers}) if s.anchor_weight > 0 else []
+            if s.anchor_weight > 0:
+                # The riders alone anchor too: the same question must be refused-around inside an attack
+                # and answered as before without one, or the defense learns to refuse the question itself.
+                examples, anchors = defense, retain_examples(self.system, {**retain, **rider_answers})
+            else:
+                examples, anchors = defense + retain_examples(self.system, retain) * s.retain_weight, []
             trained = self._train_defense(examples, number, anchors) if defense else None
             if trained is not None:
                 stack = [*self.base_stack, AdapterRef(self.adapter)]

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from personad.bus.commands import CommandRegistry
 from personad.bus.jobs import run_cli_job
 from personad.bus.processor import CommandContext
-from personad.errors import BadRequestError, CapabilityDeniedError, CommandFailedError
+from personad.errors import BadRequestError, CapabilityDeniedError, CommandFailedError, NotFoundError
 from personad.files.confine import relative_name, resolve_inside
 
 from .info import describe_adapter
@@ -230,6 +230,14 @@ def export_stack(
     return result
 
 
+def _artifact_file(session_dir: Path, relative: str) -> Path:
+    """A file in the caller's artifacts, checked here so a wrong name is a clear error, not a failed job."""
+    path = resolve_inside(session_dir, relative)
+    if not path.is_file():
+        raise NotFoundError(f"no file {relative!r} in the session artifacts", code="file_not_found")
+    return path
+
+
 async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]:
     """Train a LoRA adapter on the local model (PEFT SFT; parents active and frozen) and register it.
 
@@ -242,9 +250,9 @@ async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]
     if (params.data is None) == (params.examples is None):
         raise BadRequestError("give exactly one of data or examples", code="invalid_params")
     session_dir = ctx.session.artifacts_dir
-    anchor = resolve_inside(session_dir, params.anchor) if params.anchor is not None else None
+    anchor = _artifact_file(session_dir, params.anchor) if params.anchor is not None else None
     if params.data is not None:
-        data_path = resolve_inside(session_dir, params.data)
+        data_path = _artifact_file(session_dir, params.data)
         cleanup = None
     else:
         fd, tmp = tempfile.mkstemp(prefix=".train-", suffix=".jsonl", dir=ctx.daemon.home)
