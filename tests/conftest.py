@@ -114,6 +114,7 @@ class WsClient:
 
 def start_daemon(home: Path, **overrides: Any) -> RunningDaemon:
     overrides.setdefault("default_persona", None)  # tests create the personas they need
+    overrides.setdefault("preload_embedder", False)  # most tests never embed; those that do load on use
     settings = Settings(home=home, host="127.0.0.1", port=0, **overrides)
     daemon = Daemon(settings)
     sock = bind_socket("127.0.0.1", 0)

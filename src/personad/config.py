@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     session_idle_seconds: float = Field(
         default=900.0, description="idle detached sessions have their browser contexts closed after this"
     )
+    preload_embedder: bool = Field(
+        default=True, description="load the brain's embedding model at start (when any persona exists)"
+    )
     default_room: str = "general"
     default_persona: str | None = Field(
         default="assistant", description="created on first start (local model, autostart); empty to skip"

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 from typing import TYPE_CHECKING, Any
 
 from personad.browser.manager import BrowserManager
@@ -27,6 +28,15 @@ if TYPE_CHECKING:
     from personad.brain.store import Brain
 
 log = logging.getLogger(__name__)
+
+
+def _warm_embedder() -> None:
+    from personad.brain.embeddings import default_embedder
+
+    try:
+        default_embedder().embed(["warm up"])
+    except Exception:  # the first real use reports the failure to its caller; here it is only logged
+        log.warning("could not preload the embedding model", exc_info=True)
 
 
 class Daemon:
@@ -82,6 +92,10 @@ class Daemon:
             )
             log.info("created the default persona %r on the local model", default)
         self._reaper = asyncio.create_task(self._reap_idle_sessions(), name="personad-session-reaper")
+        if self.settings.preload_embedder and self.persona_store.list():
+            # Loading the embedding model takes seconds (torch, then MiniLM); doing it now keeps the first
+            # remember/recall from stalling for that long.
+            threading.Thread(target=_warm_embedder, name="embedder-warmup", daemon=True).start()
         await self.personas.start_autostart()
 
     def brain(self, persona_id: str) -> Brain:

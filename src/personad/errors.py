@@ -26,8 +26,8 @@ class PersonadError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire shape shared by every transport."""
-        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        """The wire shape shared by every transport; ``status`` lets a client rebuild the class."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.http_status}
         if self.details is not None:
             out["details"] = self.details
         return out
@@ -143,11 +143,33 @@ _BY_STATUS: dict[int, type[PersonadError]] = {
 }
 
 
+def _subclasses(cls: type[PersonadError]) -> list[type[PersonadError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found += _subclasses(sub)
+    return found
+
+
+def error_class(code: str, http_status: int | None = None) -> type[PersonadError]:
+    """The class an error of ``code`` (and ``http_status``) is raised as, so it round-trips any transport.
+
+    A code with its own class (``capability_denied``, ``adapter_not_found``) maps to that class; a specific
+    code raised on a general class (``persona_not_found`` on NotFoundError) maps by its HTTP status.
+    """
+    for cls in _subclasses(PersonadError):
+        if cls.code == code and (http_status is None or cls.http_status == http_status):
+            return cls
+    if http_status is not None:
+        return _BY_STATUS.get(http_status, PersonadError)
+    return PersonadError
+
+
 def error_from_dict(data: dict[str, Any], http_status: int | None = None) -> PersonadError:
-    """Rebuild an error received over the wire (used by the CLI and the Python client)."""
-    cls = _BY_STATUS.get(http_status, PersonadError) if http_status is not None else PersonadError
-    return cls(
-        str(data.get("message", "unknown error")),
-        code=str(data.get("code", cls.code)),
-        details=data.get("details"),
-    )
+    """Rebuild an error received over the wire (used by the CLI and the Python clients).
+
+    ``http_status`` is the HTTP response's status; over the WebSocket the error carries its own ``status``.
+    """
+    status = http_status if http_status is not None else data.get("status")
+    code = str(data.get("code", "internal_error"))
+    cls = error_class(code, status if isinstance(status, int) else None)
+    return cls(str(data.get("message", "unknown error")), code=code, details=data.get("details"))

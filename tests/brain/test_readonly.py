@@ -109,9 +109,22 @@ def test_sql_errors_are_bad_requests(stocked: Brain, sql: str) -> None:
     assert err.value.code == "invalid_sql"
 
 
-def test_bad_params_are_bad_requests(stocked: Brain) -> None:
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT ?", "x"),  # a string is not a parameter list
+        ("SELECT ?", [2**70]),  # past SQLite's 64-bit integers
+        ("SELECT ?", [[1]]),
+        ("SELECT :a", {"a": {"b": 1}}),
+        ("SELECT ?", {"0": 1}),
+        ("SELECT ?", [1, 2]),
+        ("SELECT :a", {}),
+        ("SELECT 1\x00", []),
+    ],
+)
+def test_bad_params_are_bad_requests(stocked: Brain, sql: str, params: object) -> None:
     with pytest.raises(BadRequestError):
-        stocked.query("SELECT ?", "x")  # a string is not a parameter list
+        stocked.query(sql, params)  # type: ignore[arg-type]
 
 
 def test_rows_are_capped(stocked: Brain) -> None:

@@ -69,3 +69,25 @@ def test_sessions_do_not_see_each_others_files(running: RunningDaemon) -> None:
         a.call("file_write", {"path": "mine.txt", "content": "private"})
         assert b.call("file_read", {"path": "mine.txt"})["error"]["code"] == "file_not_found"
         assert b.call("file_list")["result"]["entries"] == []
+
+
+def test_unusual_names_and_contents_get_structured_errors(running: RunningDaemon) -> None:
+    """Non-ASCII names work; over-long names, bad base64 and files in the way are clear errors, not 500s."""
+    with running.ws(session="files-odd") as ws, running.http(session="files-odd") as http:
+        assert ws.call("file_write", {"path": "é😀/ü.txt", "content": "ok"})["ok"] is True
+        assert ws.call("file_read", {"path": "é😀/ü.txt"})["result"]["content"] == "ok"
+        assert [e["path"] for e in ws.call("file_list", {"path": "é😀"})["result"]["entries"]] == ["é😀/ü.txt"]
+        cases = [
+            ("file_write", {"path": "a" * 300, "content": "x"}, "name_too_long"),
+            ("file_read", {"path": "d/" + "é" * 200}, "name_too_long"),
+            ("file_list", {"path": "b" * 256}, "name_too_long"),
+            ("file_write", {"path": "x.bin", "content": "é==", "encoding": "base64"}, "invalid_params"),
+            ("file_write", {"path": "x.bin", "content": "abc", "encoding": "base64"}, "invalid_params"),
+            ("file_write", {"path": "é😀/ü.txt/inner", "content": "x"}, "not_a_directory"),
+        ]
+        for command, params, code in cases:
+            reply = ws.call(command, params)
+            assert reply["ok"] is False and reply["error"]["code"] == code, (command, params, reply)
+            response = http.post(f"/api/commands/{command}", json=params)
+            assert response.status_code == 400 and response.json()["error"]["code"] == code
+        assert ws.call("file_list", {})["ok"] is True

@@ -85,3 +85,18 @@ def test_same_result_over_ws_http_and_cli(running: RunningDaemon) -> None:
     )
     assert cli.exit_code == 0, cli.output
     assert over_ws == over_http == json.loads(cli.output) == {"pong": True, "echo": params["echo"]}
+
+
+def test_http_body_must_be_strict_json(running: RunningDaemon) -> None:
+    """NaN/Infinity and lone surrogates are refused (400 invalid_json); results always go out as strict JSON."""
+    with running.http() as http:
+        for body in ('{"echo": NaN}', '{"echo": Infinity}', '{"echo": "\\ud800"}', "[" * 5000):
+            response = http.post("/api/commands/ping", content=body)
+            assert response.status_code == 400, body
+            assert response.json()["error"] == {
+                "code": "invalid_json",
+                "message": response.json()["error"]["message"],
+                "status": 400,
+            }
+        ok = http.post("/api/commands/ping", content='{"echo": "\\ud83d\\ude00 ok"}')
+        assert ok.status_code == 200 and ok.json()["result"]["echo"] == "\U0001f600 ok"

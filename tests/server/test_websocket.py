@@ -33,7 +33,7 @@ def test_every_bad_input_gets_a_structured_error_and_socket_stays_open(running: 
             "type": "error",
             "id": "d1",
             "ok": False,
-            "error": {"code": "unknown_message_type", "message": reply["error"]["message"]},
+            "error": {"code": "unknown_message_type", "message": reply["error"]["message"], "status": 400},
         }
         ws.send({"type": "execute_command", "id": "e1", "data": {"params": {}}})
         assert ws.recv()["error"]["code"] == "invalid_message"
@@ -89,3 +89,79 @@ def test_concurrent_requests_are_matched_by_id(running: RunningDaemon) -> None:
         replies = [ws.recv() for _ in range(50)]
         assert sorted(r["id"] for r in replies) == list(range(50))
         assert all(r["result"]["echo"] == r["id"] for r in replies)
+
+
+def _strict(raw: str | bytes) -> dict:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"the daemon sent {name}, which is not JSON")
+
+    return json.loads(raw, parse_constant=refuse)
+
+
+def test_not_strict_json_is_refused_under_its_id(running: RunningDaemon) -> None:
+    """NaN/Infinity and lone surrogates parse in Python but are not JSON: refused, with the request's id."""
+    with running.ws() as ws:
+        frames = {
+            "n1": '{"type":"execute_command","id":"n1","data":{"command":"ping","params":{"echo":NaN}}}',
+            "n2": '{"type":"execute_command","id":"n2","data":{"command":"ping","params":{"echo":-Infinity}}}',
+            "s1": '{"type":"execute_command","id":"s1","data":{"command":"ping","params":{"echo":"\\ud800"}}}',
+        }
+        for request_id, frame in frames.items():
+            ws.send(frame)
+            reply = _strict(ws.conn.recv(timeout=10))
+            assert reply["id"] == request_id and reply["ok"] is False
+            assert reply["error"]["code"] == "invalid_json"
+        # A well-formed surrogate pair is one emoji, and fine.
+        ws.send(
+            '{"type":"execute_command","id":"p1","data":{"command":"ping","params":{"echo":"\\ud83d\\ude00"}}}'
+        )
+        assert _strict(ws.conn.recv(timeout=10))["result"]["echo"] == "\U0001f600"
+        ws.send("[" * 5000 + "]" * 5000)
+        assert _strict(ws.conn.recv(timeout=10))["error"]["code"] == "invalid_json"
+        assert ws.call("ping", {"echo": 2})["result"]["echo"] == 2
+
+
+def test_non_finite_results_go_out_as_null(running: RunningDaemon) -> None:
+    """A result holding NaN (here a page script's) is sent as strict JSON: null, as JSON.stringify does."""
+    with running.ws() as ws:
+        ws.send(
+            {
+                "type": "execute_command",
+                "id": "js",
+                "data": {"command": "browser_js", "params": {"script": "[0/0, 1/0, 1]"}},
+            }
+        )
+        reply = _strict(ws.conn.recv(timeout=60))
+        assert reply["ok"] is True, reply
+        assert reply["result"]["value"] == [None, None, 1]
+
+
+def test_errors_keep_their_class_over_the_websocket(running: RunningDaemon) -> None:
+    """The Python bus client rebuilds the same error class (and so the CLI exit code) as over HTTP."""
+    import asyncio
+
+    from personad.bus.ws_client import BusClient
+    from personad.errors import CapabilityDeniedError, NotFoundError, UnknownCommandError
+
+    async def scenario() -> list[BaseException]:
+        client = BusClient(running.url, running.token, capabilities="chat,personas")
+        await client.connect()
+        found: list[BaseException] = []
+        for command, params in (
+            ("no_such", {}),
+            ("persona_show", {"persona": "ghost"}),
+            ("browser_js", {"script": "1"}),
+        ):
+            try:
+                await client.call(command, params)
+            except Exception as exc:
+                found.append(exc)
+        await client.close()
+        return found
+
+    unknown, missing, denied = asyncio.run(scenario())
+    assert type(unknown) is UnknownCommandError and unknown.exit_code == 5
+    assert (
+        isinstance(missing, NotFoundError) and missing.code == "persona_not_found" and missing.exit_code == 5
+    )
+    assert type(denied) is CapabilityDeniedError and denied.exit_code == 4

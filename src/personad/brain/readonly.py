@@ -108,6 +108,9 @@ class ReadOnlySQL:
                 ) from exc
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
+            except (ValueError, OverflowError, TypeError) as exc:
+                # What the driver refuses to bind or run: a NUL in the SQL, an int past 64 bits, a list.
+                raise BadRequestError(f"SQL error: {exc}", code="invalid_sql") from exc
             finally:
                 # Closing ends the read transaction; an open one would stop WAL checkpoints from finishing.
                 cursor.close()

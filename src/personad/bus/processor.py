@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from personad import wire
 from personad.bus.commands import CommandRegistry
 from personad.bus.events import EventBus
 from personad.bus.sessions import Session
@@ -35,7 +35,7 @@ class CommandContext:
 
 
 def _clip(value: Any) -> Any:
-    text = json.dumps(value, default=str)
+    text = wire.dumps(value)
     if len(text) <= RECORD_LIMIT:
         return value
     return {"truncated": True, "bytes": len(text), "head": text[:RECORD_LIMIT]}
@@ -137,17 +137,18 @@ class CommandProcessor:
             entry["result"] = result
         else:
             entry["error"] = error.to_dict()
-        # Serialise once on the hot path; only an oversize line pays for clipping its parts.
-        line = json.dumps(entry, default=str, separators=(",", ":"))
-        if len(line) > 2 * RECORD_LIMIT:
-            entry["params"] = _clip(params)
-            if error is None:
-                entry["result"] = _clip(result)
-            line = json.dumps(entry, default=str, separators=(",", ":"))
         try:
+            # Serialise once on the hot path; only an oversize line pays for clipping its parts.
+            line = wire.dumps(entry)
+            if len(line) > 2 * RECORD_LIMIT:
+                entry["params"] = _clip(params)
+                if error is None:
+                    entry["result"] = _clip(result)
+                line = wire.dumps(entry)
             session.record_line(line)
-        except OSError:
-            log.exception("could not record command in %s", session.directory)
+        except (OSError, ValueError, TypeError, RecursionError):
+            # The reply matters more than its log line; a line we cannot write is logged, never raised.
+            log.exception("could not record command %r in %s", name, session.directory)
         self.events.publish(
             "command_completed",
             {

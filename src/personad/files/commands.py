@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
 import os
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from personad.bus.commands import CommandRegistry
 from personad.bus.processor import CommandContext
-from personad.errors import BadRequestError, NotFoundError
+from personad.errors import BadRequestError, CommandFailedError, NotFoundError, PathEscapeError
 from personad.files.confine import relative_name, resolve_inside
 
 CAPABILITY = "files"
@@ -39,6 +42,26 @@ class FileListParams(BaseModel):
     recursive: bool = False
 
 
+@contextlib.contextmanager
+def _os_errors(path: str) -> Iterator[None]:
+    """The file system's refusals as the protocol's errors (never an internal_error)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+            raise BadRequestError(
+                f"{path!r}: a file stands where a folder is needed, or a folder where a file is",
+                code="not_a_directory",
+            ) from None
+        if exc.errno == errno.ELOOP:
+            raise PathEscapeError(f"{path!r} is a symlink; symlinks are not followed") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise BadRequestError(f"{path!r} is too long for the file system", code="name_too_long") from None
+        if exc.errno == errno.ENOENT:
+            raise NotFoundError(f"no file {path!r} in the session artifacts", code="file_not_found") from None
+        raise CommandFailedError(f"{path!r}: {exc.strerror}", code="file_error") from None
+
+
 async def file_write(ctx: CommandContext, params: FileWriteParams) -> dict[str, Any]:
     """Write (or append to) a file in the session's artifacts dir.
 
@@ -52,17 +75,19 @@ async def file_write(ctx: CommandContext, params: FileWriteParams) -> dict[str, 
     if params.encoding == "base64":
         try:
             data = base64.b64decode(params.content, validate=True)
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII characters in the text
             raise BadRequestError(f"content is not valid base64: {exc}", code="invalid_params") from None
     else:
         data = params.content.encode("utf-8")
-    target.parent.mkdir(parents=True, exist_ok=True)
     # O_NOFOLLOW: a symlink swapped in after the check above still cannot redirect the write.
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if params.append else os.O_TRUNC)
-    fd = os.open(target, flags, 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    return {"path": relative_name(root, target), "absolute_path": str(target), "bytes": target.stat().st_size}
+    with _os_errors(params.path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, flags, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        size = target.stat().st_size
+    return {"path": relative_name(root, target), "absolute_path": str(target), "bytes": size}
 
 
 async def file_read(ctx: CommandContext, params: FileReadParams) -> dict[str, Any]:
@@ -74,12 +99,13 @@ async def file_read(ctx: CommandContext, params: FileReadParams) -> dict[str, An
     target = resolve_inside(root, params.path)
     if not target.is_file():
         raise NotFoundError(f"no file {params.path!r} in the session artifacts", code="file_not_found")
-    size = target.stat().st_size
-    if size > params.max_bytes:
-        raise BadRequestError(
-            f"{params.path!r} is {size} bytes, over max_bytes={params.max_bytes}", code="file_too_large"
-        )
-    data = target.read_bytes()
+    with _os_errors(params.path):
+        size = target.stat().st_size
+        if size > params.max_bytes:
+            raise BadRequestError(
+                f"{params.path!r} is {size} bytes, over max_bytes={params.max_bytes}", code="file_too_large"
+            )
+        data = target.read_bytes()
     if params.encoding == "base64":
         content = base64.b64encode(data).decode("ascii")
     else:
@@ -106,13 +132,15 @@ async def file_list(ctx: CommandContext, params: FileListParams) -> dict[str, An
     target = resolve_inside(root, params.path)
     if not target.is_dir():
         raise NotFoundError(f"no folder {params.path!r} in the session artifacts", code="file_not_found")
-    walker = target.rglob("*") if params.recursive else target.iterdir()
     entries = []
-    for entry in sorted(walker):
-        # A symlink inside artifacts may point anywhere; list it without following it.
-        kind = "symlink" if entry.is_symlink() else "dir" if entry.is_dir() else "file"
-        size = entry.lstat().st_size if kind == "file" else None
-        entries.append({"path": entry.relative_to(root.resolve()).as_posix(), "type": kind, "bytes": size})
+    with _os_errors(params.path):
+        walker = target.rglob("*") if params.recursive else target.iterdir()
+        for entry in sorted(walker):
+            # A symlink inside artifacts may point anywhere; list it without following it.
+            kind = "symlink" if entry.is_symlink() else "dir" if entry.is_dir() else "file"
+            size = entry.lstat().st_size if kind == "file" else None
+            path = entry.relative_to(root.resolve()).as_posix()
+            entries.append({"path": path, "type": kind, "bytes": size})
     return {"path": relative_name(root, target) or ".", "entries": entries}
 
 

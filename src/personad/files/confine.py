@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from personad.errors import PathEscapeError
+from personad.errors import BadRequestError, PathEscapeError
+
+# POSIX NAME_MAX on every filesystem we run on; checked here so a long name is a clear error, not an OSError.
+NAME_MAX_BYTES = 255
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
@@ -22,6 +26,18 @@ def resolve_inside(root: Path, relative: str) -> Path:
     parts = PurePosixPath(relative.replace("\\", "/")).parts
     if ".." in parts:
         raise PathEscapeError(f"path {relative!r} refused: '..' may not appear in session paths")
+    for part in parts:
+        try:
+            size = len(os.fsencode(part))
+        except UnicodeError:
+            raise BadRequestError(
+                f"path {relative!r} cannot be a file name here (not encodable as UTF-8)", code="invalid_path"
+            ) from None
+        if size > NAME_MAX_BYTES:
+            raise BadRequestError(
+                f"path component of {size} bytes is too long (at most {NAME_MAX_BYTES} bytes each)",
+                code="name_too_long",
+            )
     base = root.resolve()
     target = (base / PurePosixPath(*parts)).resolve() if parts else base
     if target != base and not target.is_relative_to(base):

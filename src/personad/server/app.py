@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -17,11 +17,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from personad import __version__
+from personad import __version__, wire
 from personad.bus.sessions import Session, parse_capabilities, validate_session_id
 from personad.daemon import Daemon
 from personad.errors import (
     BadRequestError,
+    InternalError,
     NotFoundError,
     PayloadTooLargeError,
     PersonadError,
@@ -40,9 +41,18 @@ PUBLIC_PATHS = ("/healthz", "/static/", "/favicon.ico")
 
 STATIC_DIR = resources.files("personad.web") / "static"
 
+log = logging.getLogger(__name__)
+
+
+class StrictJSONResponse(JSONResponse):
+    """JSON as :mod:`personad.wire` writes it (no NaN/Infinity, ASCII-safe): a result always sends."""
+
+    def render(self, content: Any) -> bytes:
+        return wire.dumps(content).encode("ascii")
+
 
 def _error_response(error: PersonadError) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": error.to_dict()}, status_code=error.http_status)
+    return StrictJSONResponse({"ok": False, "error": error.to_dict()}, status_code=error.http_status)
 
 
 def request_token(scope: Scope) -> str | None:
@@ -98,10 +108,7 @@ async def _read_json_body(request: Request, limit: int) -> Any:
             raise PayloadTooLargeError(f"body exceeds the {limit}-byte limit")
     if not body.strip():
         return {}
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequestError(f"body is not valid JSON: {exc}", code="invalid_json") from None
+    return wire.loads(bytes(body))
 
 
 def http_session(daemon: Daemon, request: Request) -> Session:
@@ -133,6 +140,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        default_response_class=StrictJSONResponse,
         description="PersonaDaemon: one command bus for humans, programs and AI personas.",
     )
     app.state.daemon = daemon
@@ -146,12 +154,18 @@ def create_app(daemon: Daemon) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        body = {"ok": False, "error": {"code": code, "message": str(exc.detail)}}
-        return JSONResponse(body, status_code=exc.status_code)
+        body = {"ok": False, "error": {"code": code, "message": str(exc.detail), "status": exc.status_code}}
+        return StrictJSONResponse(body, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error_response(BadRequestError(f"invalid request: {exc.errors()}", code="invalid_params"))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug of ours still answers in the protocol's shape; the traceback stays in the daemon log.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error_response(InternalError("the daemon failed to answer this request; see its log"))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from personad import wire
 from personad.errors import BadRequestError, NotFoundError, PersonadError
 from personad.models.base import ChatMessage, ModelProvider
 from personad.personas.config import PERSONA_ID, PersonaConfig
@@ -102,9 +103,9 @@ def create_router(daemon: Daemon) -> APIRouter:
     @router.post("/chat/completions", summary="Chat with a persona (OpenAI wire format)", response_model=None)
     async def chat_completions(request: Request) -> Any:
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return openai_error(BadRequestError("body is not valid JSON", code="invalid_json"))
+            body = wire.loads(await request.body())
+        except BadRequestError as exc:
+            return openai_error(exc)
         try:
             completion = CompletionRequest.model_validate(body)
         except ValidationError as exc:

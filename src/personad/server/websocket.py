@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from personad import wire
 from personad.bus.sessions import Client, Session, new_id, parse_capabilities
 from personad.errors import (
     BadRequestError,
     ForbiddenError,
+    InternalError,
     PayloadTooLargeError,
     PersonadError,
     UnauthorizedError,
@@ -60,13 +61,17 @@ class WebSocketConnection:
         persona_token_for = None if admin else self.daemon.personas.persona_for_token(token)
         if not admin and persona_token_for is None:
             error = UnauthorizedError("missing or bad token: connect to /ws?token=<token from daemon.json>")
-            await self.ws.send_json({"type": "error", "id": None, "ok": False, "error": error.to_dict()})
+            await self.ws.send_text(
+                wire.dumps({"type": "error", "id": None, "ok": False, "error": error.to_dict()})
+            )
             await self.ws.close(CLOSE_UNAUTHORIZED)
             return
         try:
             self.session = self._open_session(params, persona_token_for)
         except PersonadError as exc:
-            await self.ws.send_json({"type": "error", "id": None, "ok": False, "error": exc.to_dict()})
+            await self.ws.send_text(
+                wire.dumps({"type": "error", "id": None, "ok": False, "error": exc.to_dict()})
+            )
             await self.ws.close(CLOSE_BAD_SESSION)
             return
         self.daemon.sessions.attach(self.session, self.client)
@@ -126,9 +131,15 @@ class WebSocketConnection:
 
     async def _dispatch(self, raw: str | bytes | None) -> None:
         try:
-            envelope = json.loads(raw or "")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            self._error(None, BadRequestError(f"message is not valid JSON: {exc}", code="invalid_json"))
+            envelope = wire.loads(raw or "")
+        except wire.NotStrictJSONError as exc:
+            # Answer under the request's id when it has one, so the caller is not left waiting.
+            value = exc.value
+            request_id = value.get("id") if isinstance(value, dict) else None
+            self._error(request_id if isinstance(request_id, str | int) else None, exc)
+            return
+        except BadRequestError as exc:
+            self._error(None, exc)
             return
         if not isinstance(envelope, dict):
             self._error(None, BadRequestError("message must be a JSON object", code="invalid_message"))
@@ -168,6 +179,13 @@ class WebSocketConnection:
             )
         except PersonadError as exc:
             self._result(request_id, error=exc)
+        except Exception:
+            # The processor turns handler failures into errors; anything reaching here is our bug, and the
+            # client still gets its one reply.
+            log.exception("command %r failed outside its handler on %s", command, self.client.id)
+            self._result(
+                request_id, error=InternalError("the daemon failed to run this command; see its log")
+            )
         else:
             self._result(request_id, result=result)
         finally:
@@ -190,7 +208,7 @@ class WebSocketConnection:
             if message is None:
                 return
             try:
-                await self.ws.send_text(json.dumps(message, default=str, separators=(",", ":")))
+                await self.ws.send_text(wire.dumps(message))
             except (WebSocketDisconnect, RuntimeError):
                 return
             except Exception:  # e.g. the transport closed underneath us
