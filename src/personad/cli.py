@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from personad.bus.jobs import FINISHED
 from personad.client import DaemonClient
 from personad.config import Settings
 from personad.errors import BadRequestError, PersonadError
@@ -92,6 +94,57 @@ def _print_human(result: dict[str, Any]) -> None:
         click.echo(f"{key}: {shown}")
 
 
+def _follow_job(
+    client: DaemonClient, job: dict[str, Any], timeout: float | None, quiet: bool
+) -> dict[str, Any]:
+    """Wait for a job with a progress bar on stderr; returns its result or raises its error."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from personad.bus.ws_client import job_outcome
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[steps]}"),
+        TextColumn("{task.fields[state]} {task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+        transient=False,
+    )
+    task = progress.add_task(job.get("title") or job["command"], total=None, steps="", state="", note="")
+
+    def show(current: dict[str, Any]) -> None:
+        info = current.get("progress") or {}
+        total = info.get("total")
+        step = info.get("step")
+        extra = info.get("message") or ""
+        if isinstance(info.get("loss"), int | float):
+            extra = f"{extra} loss {info['loss']:.4f}".strip()
+        progress.update(
+            task,
+            total=total if isinstance(total, int | float) and total > 0 else None,
+            completed=step if isinstance(step, int | float) else 0,
+            steps=f"{step}/{total}" if total else "",
+            state=current["state"],
+            note=extra,
+        )
+
+    try:
+        with progress:
+            finished = client.wait_job(job, timeout=timeout, on_update=show)
+    except KeyboardInterrupt:
+        job_id = job["job_id"]
+        click.echo(
+            f"stopped waiting; job {job_id} goes on in the daemon"
+            f" (stop it: personad exec job_cancel -p job_id={job_id})",
+            err=True,
+        )
+        sys.exit(130)
+    return job_outcome(finished)
+
+
 @main.command("exec")
 @click.argument("command")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="string param (repeatable)")
@@ -101,6 +154,17 @@ def _print_human(result: dict[str, Any]) -> None:
 @click.option("--params", "params_json", default=None, metavar="JSON", help="all params as one JSON object")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @click.option("--session", default="console", show_default=True, help="session id to run in")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="when the command starts a job, follow it (progress bar) and print its result",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="seconds to wait: for the reply (default 120) and, with --wait, for the job (default: no limit)",
+)
 @home_option
 def exec_command(
     command: str,
@@ -109,9 +173,15 @@ def exec_command(
     params_json: str | None,
     as_json: bool,
     session: str,
+    wait: bool,
+    timeout: float | None,
     home: Path,
 ) -> None:
-    """Run COMMAND on the running daemon, e.g. ``personad exec browser_js -p script=6*7``."""
+    """Run COMMAND on the running daemon, e.g. ``personad exec browser_js -p script=6*7``.
+
+    Long commands (lora_train, academy_train, persona_evolve) start a job and return its id at once; --wait
+    follows the job to its end. A job goes on in the daemon whatever happens to this client.
+    """
     try:
         body: dict[str, Any] = {}
         if params_json is not None:
@@ -124,8 +194,22 @@ def exec_command(
             body.update(loaded)
         body.update(_parse_pairs(params, as_json=False))
         body.update(_parse_pairs(json_params, as_json=True))
-        with DaemonClient.from_home(home.expanduser().resolve(), session=session) as client:
+        started = time.monotonic()
+        request_timeout = timeout if timeout is not None else 120.0
+        with DaemonClient.from_home(
+            home.expanduser().resolve(), session=session, timeout=request_timeout
+        ) as client:
             result = client.execute(command, body)
+            job = result.get("job")
+            if wait and isinstance(job, dict):
+                left = None if timeout is None else max(0.1, timeout - (time.monotonic() - started))
+                result = _follow_job(client, job, left, quiet=as_json)
+            elif isinstance(job, dict) and job.get("state") not in FINISHED:
+                click.echo(
+                    f"job {job['job_id']} {job['state']}; follow it with"
+                    f" 'personad exec job_wait -p job_id={job['job_id']} --wait'",
+                    err=True,
+                )
     except PersonadError as error:
         if as_json:
             click.echo(json.dumps({"ok": False, "error": error.to_dict()}))

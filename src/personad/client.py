@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from personad.errors import PersonadError, UnavailableError, error_from_dict
+from personad.bus.jobs import FINISHED
+from personad.errors import PersonadError, UnavailableError, WaitTimeoutError, error_from_dict
 from personad.state import read_state
 
 
@@ -41,6 +44,12 @@ class DaemonClient:
         """Run a command; returns its result or raises the daemon's error as a PersonadError."""
         try:
             response = self._http.post(f"/api/commands/{command}", json=params or {})
+        except httpx.TimeoutException as exc:
+            # Slow is not gone: the daemon answered nothing in time, but it may well be working on it.
+            raise WaitTimeoutError(
+                f"no answer to {command!r} from the daemon at {self.url} within {self._http.timeout.read:g} s"
+                " (it may still be working on it; raise --timeout, and see 'personad exec job_list' for jobs)"
+            ) from exc
         except httpx.TransportError as exc:
             raise UnavailableError(
                 f"cannot reach the daemon at {self.url} ({exc}); is 'personad serve' still running?",
@@ -53,6 +62,36 @@ class DaemonClient:
         if body.get("ok"):
             return body["result"]
         raise error_from_dict(body.get("error") or {}, response.status_code)
+
+    def wait_job(
+        self,
+        job: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+        poll_s: float = 1.0,
+    ) -> dict[str, Any]:
+        """Follow a job until it finishes (``on_update`` sees each state); returns the finished job.
+
+        Raises :class:`WaitTimeoutError` after ``timeout`` seconds; the job goes on in the daemon.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while job["state"] not in FINISHED:
+            if on_update is not None:
+                on_update(job)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WaitTimeoutError(
+                    f"job {job['job_id']} is still {job['state']} after {timeout:g} s; it goes on in the"
+                    f" daemon: follow it with 'personad exec job_wait -p job_id={job['job_id']} --wait'"
+                    f" or stop it with 'personad exec job_cancel -p job_id={job['job_id']}'",
+                    details={"job": job},
+                )
+            wait = poll_s if left is None else max(0.0, min(poll_s, left))
+            job = self.execute("job_wait", {"job_id": job["job_id"], "timeout": wait})["job"]
+        if on_update is not None:
+            on_update(job)
+        return job
 
     def close(self) -> None:
         self._http.close()

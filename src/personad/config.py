@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     session_idle_seconds: float = Field(
         default=900.0, description="idle detached sessions have their browser contexts closed after this"
     )
+    max_jobs: int = Field(
+        default=1, ge=1, le=64, description="long jobs (training, Academy) running at once; the rest queue"
+    )
     preload_embedder: bool = Field(
         default=True, description="load the brain's embedding model at start (when any persona exists)"
     )

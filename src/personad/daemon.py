@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from personad.browser.manager import BrowserManager
 from personad.bus.commands import CommandRegistry
 from personad.bus.events import EventBus
+from personad.bus.jobs import JobManager
 from personad.bus.processor import CommandProcessor
 from personad.bus.sessions import Session, SessionManager
 from personad.config import Settings
@@ -54,6 +55,7 @@ class Daemon:
         self.sessions = SessionManager(self.home)
         self.events = EventBus(self.sessions)
         self.processor = CommandProcessor(self, self.registry, self.events)
+        self.jobs = JobManager(self.home, self.events, max_running=self.settings.max_jobs)
         self.browser = BrowserManager(
             self.settings.browser_executable, headless=self.settings.browser_headless
         )
@@ -124,6 +126,7 @@ class Daemon:
         return Sender(config.id, None, "persona", config.display_name)
 
     async def stop(self) -> None:
+        await self.jobs.close()
         await self.personas.close()
         for persona_id in list(self._brains):
             self.forget_brain(persona_id)

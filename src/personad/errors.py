@@ -108,6 +108,14 @@ class UnavailableError(PersonadError):
     exit_code = 7
 
 
+class WaitTimeoutError(PersonadError):
+    """A client stopped waiting: the daemon did not answer in time (it may well still be working)."""
+
+    code = "timeout"
+    http_status = 504
+    exit_code = 10
+
+
 class ProviderError(PersonadError):
     """A model backend failed or refused: server down, bad key, rate limit, malformed answer."""
 
@@ -137,6 +145,7 @@ _BY_STATUS: dict[int, type[PersonadError]] = {
         PayloadTooLargeError,
         CommandFailedError,
         UnavailableError,
+        WaitTimeoutError,
         ProviderError,
         InternalError,
     )

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from personad.bus.commands import CommandRegistry
-from personad.bus.jobs import run_cli_job
+from personad.bus.jobs import JobReporter, run_cli_job
 from personad.bus.processor import CommandContext
 from personad.errors import CapabilityDeniedError, CommandFailedError, ConflictError
 
@@ -63,8 +63,9 @@ _running: set[str] = set()
 async def academy_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]:
     """Run the Academy on a student persona: rounds of attack → judge → learn → re-examine.
 
-    Streams `academy_*` events; returns the report: baseline and final held-out attack success and benign
-    pass rate, per-round metrics, the defense adapter, and whether the student graduated.
+    Runs as a job: returns `{"job": {...}}` at once, streams `academy_*` events to everyone and `job_progress`
+    to the caller; the finished job's result is the report: baseline and final held-out attack success and
+    benign pass rate, per-round metrics, the defense adapter, and whether the student graduated.
     """
     config = ctx.daemon.persona_store.load(params.student)
     if config.id in _running:
@@ -87,28 +88,39 @@ async def academy_train(ctx: CommandContext, params: TrainParams) -> dict[str, A
         if value is not None:
             args += [flag, str(value)]
     args.append("--json")
-    found: dict[str, Any] = {}
+    events = ctx.daemon.events
+    rounds = params.rounds
 
-    def on_line(line: dict[str, Any]) -> None:
-        event = line.get("event")
-        if event in EVENTS:
-            ctx.daemon.events.broadcast(event, line.get("data") or {})
-            if event == "academy_finished":
-                found["report"] = line.get("data")
+    async def work(job: JobReporter) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        def on_line(line: dict[str, Any]) -> None:
+            event = line.get("event")
+            if event in EVENTS:
+                data = line.get("data") or {}
+                events.broadcast(event, data)
+                if event == "academy_round":
+                    job.report(step=data.get("round"), total=rounds, message=f"round {data.get('round')}")
+                elif event == "academy_started":
+                    job.report(step=0, total=rounds, message="baseline exam")
+                elif event == "academy_finished":
+                    found["report"] = data
+
+        try:
+            await run_cli_job(args, on_line, failure_code="academy_failed", what="the Academy run")
+        finally:
+            _running.discard(config.id)
+        report = found.get("report")
+        if not isinstance(report, dict):
+            raise CommandFailedError("the Academy run ended without a report", code="academy_failed")
+        # The student's persona.json changed (its stack, maybe its status): a running persona re-reads it.
+        events.publish("persona_config_changed", {"persona": config.id}, to=[config.id])
+        if report.get("graduated") and report.get("graduation"):
+            events.broadcast("persona_graduated", {"persona": config.id, **report["graduation"]})
+        return report
 
     _running.add(config.id)
-    try:
-        await run_cli_job(args, on_line, failure_code="academy_failed", what="the Academy run")
-    finally:
-        _running.discard(config.id)
-    report = found.get("report")
-    if not isinstance(report, dict):
-        raise CommandFailedError("the Academy run ended without a report", code="academy_failed")
-    # The student's persona.json changed (its stack, maybe its status): a running persona re-reads it.
-    ctx.daemon.events.publish("persona_config_changed", {"persona": config.id}, to=[config.id])
-    if report.get("graduated") and report.get("graduation"):
-        ctx.daemon.events.broadcast("persona_graduated", {"persona": config.id, **report["graduation"]})
-    return report
+    return ctx.start_job(work, title=f"Academy: {config.id}, {rounds} rounds")
 
 
 async def academy_status(ctx: CommandContext, params: StudentParams) -> dict[str, Any]:
@@ -153,7 +165,8 @@ async def persona_evolve(ctx: CommandContext, params: EvolveParams) -> dict[str,
     """evolveCapabilities: train an adapter from the persona's learning_experience memories (the domain with
     the most), keep it in the stack only if the held-out answer loss drops, record evolution_history.
 
-    A persona may evolve itself; anyone else needs 'lora'. Returns what was tried, measured and kept.
+    A persona may evolve itself; anyone else needs 'lora'. Runs as a job (`{"job": {...}}` at once); its
+    result says what was tried, measured and kept.
     """
     session = ctx.session
     persona = params.persona or (session.id if session.kind == "persona" else None)
@@ -164,15 +177,21 @@ async def persona_evolve(ctx: CommandContext, params: EvolveParams) -> dict[str,
     ctx.daemon.persona_store.load(persona)
     args = ["academy", "evolve", persona, "--home", str(ctx.daemon.home), "--steps", str(params.steps)]
     args += ["--seed", str(params.seed), "--json"]
-    found: dict[str, Any] = {}
-    await run_cli_job(args, found.update, failure_code="evolve_failed", what="evolve")
-    result = found.get("result")
-    if not isinstance(result, dict):
-        raise CommandFailedError("evolve ended without a result", code="evolve_failed")
-    if result.get("evolved"):
-        ctx.daemon.events.publish("persona_config_changed", {"persona": persona}, to=[persona])
-    ctx.daemon.events.broadcast("persona_evolved", result)
-    return result
+    events = ctx.daemon.events
+
+    async def work(job: JobReporter) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        job.report(message="training from learning experiences")
+        await run_cli_job(args, found.update, failure_code="evolve_failed", what="evolve")
+        result = found.get("result")
+        if not isinstance(result, dict):
+            raise CommandFailedError("evolve ended without a result", code="evolve_failed")
+        if result.get("evolved"):
+            events.publish("persona_config_changed", {"persona": persona}, to=[persona])
+        events.broadcast("persona_evolved", result)
+        return result
+
+    return ctx.start_job(work, title=f"evolve {persona}")
 
 
 def register_commands(registry: CommandRegistry) -> None:

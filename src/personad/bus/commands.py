@@ -24,6 +24,7 @@ PLUGIN_ENTRY_POINT_GROUP = "personad.plugins"
 # third-party module exposes through the ``personad.plugins`` entry point group or ``PERSONAD_PLUGINS``.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "personad.bus.builtin_commands",
+    "personad.bus.job_commands",
     "personad.rooms.commands",
     "personad.files.commands",
     "personad.browser.commands",

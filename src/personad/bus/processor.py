@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from personad import wire
 from personad.bus.commands import CommandRegistry
 from personad.bus.events import EventBus
+from personad.bus.jobs import Work
 from personad.bus.sessions import Session
 from personad.errors import CapabilityDeniedError, InternalError, InvalidParamsError, PersonadError
 
@@ -32,6 +33,14 @@ class CommandContext:
     session: Session
     client_id: str | None = None
     request_id: str | None = None
+    command: str = ""
+
+    def start_job(self, work: Work, *, title: str = "") -> dict[str, Any]:
+        """Hand long ``work`` to the daemon's jobs; the command then returns ``{"job": {...}}`` at once."""
+        job = self.daemon.jobs.start(
+            self.command, work, session_id=self.session.id, client_id=self.client_id, title=title
+        )
+        return {"job": job.describe()}
 
 
 def _clip(value: Any) -> Any:
@@ -97,7 +106,7 @@ class CommandProcessor:
             parsed = command.params.model_validate(params)
         except ValidationError as exc:
             raise _describe_validation(name, exc) from None
-        ctx = CommandContext(self.daemon, session, client_id, request_id)
+        ctx = CommandContext(self.daemon, session, client_id, request_id, name)
         try:
             result = await command.handler(ctx, parsed)
         except PersonadError:

@@ -14,11 +14,22 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from personad.errors import UnavailableError, error_from_dict
+from personad.errors import CommandFailedError, UnavailableError, WaitTimeoutError, error_from_dict
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+
+
+def job_outcome(job: dict[str, Any]) -> dict[str, Any]:
+    """A finished job's result, or its error raised as the same class it was raised as in the daemon."""
+    if job["state"] == "succeeded":
+        result: dict[str, Any] = job["result"]
+        return result
+    error = job.get("error") or {}
+    if job["state"] == "cancelled":
+        raise CommandFailedError(f"job {job['job_id']} was cancelled", code="job_cancelled")
+    raise error_from_dict(error)
 
 
 class BusClient:
@@ -68,12 +79,36 @@ class BusClient:
             reply = await asyncio.wait_for(future, timeout)
         except ConnectionClosed as exc:
             raise UnavailableError("the bus connection closed", code="daemon_unreachable") from exc
+        except TimeoutError:
+            raise WaitTimeoutError(
+                f"no reply to {command!r} within {timeout:g} s; the daemon may still be working on it"
+            ) from None
         finally:
             self._pending.pop(request_id, None)
         if reply.get("ok"):
             return reply["result"]
         # The wire carries code and message; callers (personas) act on the code.
         raise error_from_dict(reply.get("error") or {})
+
+    async def call_job(
+        self, command: str, params: dict[str, Any] | None = None, timeout: float = 3600
+    ) -> dict[str, Any]:
+        """Run a long command (a job) and wait for it; returns the job's result or raises its error."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        reply = await self.call(command, params)
+        job = reply.get("job")
+        if not isinstance(job, dict):
+            return reply  # not a job after all: an ordinary result
+        while job["state"] not in ("succeeded", "failed", "cancelled", "interrupted"):
+            left = deadline - loop.time()
+            if left <= 0:
+                raise WaitTimeoutError(
+                    f"job {job['job_id']} ({command}) still {job['state']} after {timeout:g} s; it goes on"
+                    " in the daemon (job_status / job_cancel)"
+                )
+            job = (await self.call("job_wait", {"job_id": job["job_id"], "timeout": min(left, 60.0)}))["job"]
+        return job_outcome(job)
 
     async def _read_loop(self) -> None:
         assert self._conn is not None

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from personad.bus.commands import CommandRegistry
-from personad.bus.jobs import run_cli_job
+from personad.bus.jobs import JobReporter, run_cli_job
 from personad.bus.processor import CommandContext
 from personad.errors import BadRequestError, CapabilityDeniedError, CommandFailedError, NotFoundError
 from personad.files.confine import relative_name, resolve_inside
@@ -242,9 +242,9 @@ async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]
     """Train a LoRA adapter on the local model (PEFT SFT; parents active and frozen) and register it.
 
     Data: `data` (a chat JSONL file in your artifacts) or inline `examples`; optionally an `anchor` file whose
-    answers must keep the parents' distribution (KL term). Runs `personad lora train` as a
-    child process; `lora_train_progress` events ({name, step, total_steps, loss}) go to the caller.
-    Returns the new adapter's manifest.
+    answers must keep the parents' distribution (KL term). Runs as a job (`personad lora train` in a child
+    process): returns `{"job": {...}}` at once; `lora_train_progress` events ({name, step, total_steps, loss})
+    and `job_progress` go to the caller; the finished job's result is the new adapter's manifest.
     """
     _require(ctx, "train adapters")
     if (params.data is None) == (params.examples is None):
@@ -278,26 +278,33 @@ async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]
         args.append("--replace")
     if anchor is not None:
         args += ["--anchor", str(anchor), "--anchor-weight", str(params.anchor_weight)]
-    found: dict[str, Any] = {}
+    session_id = ctx.session.id
+    events = ctx.daemon.events
 
-    def on_line(line: dict[str, Any]) -> None:
-        if "step" in line:
-            ctx.daemon.events.publish(
-                "lora_train_progress", {"name": params.name, **line}, to=[ctx.session.id]
+    async def work(job: JobReporter) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        def on_line(line: dict[str, Any]) -> None:
+            if "step" in line:
+                events.publish("lora_train_progress", {"name": params.name, **line}, to=[session_id])
+                job.report(step=line["step"], total=line.get("total_steps"), loss=line.get("loss"))
+            elif "manifest" in line:
+                found["manifest"] = line["manifest"]
+
+        try:
+            await run_cli_job(args, on_line, failure_code="training_failed", what=f"training {params.name!r}")
+        finally:
+            if cleanup is not None:
+                cleanup.unlink(missing_ok=True)
+        if "manifest" not in found:
+            raise CommandFailedError(
+                f"training {params.name!r} ended without a result", code="training_failed"
             )
-        elif "manifest" in line:
-            found["manifest"] = line["manifest"]
+        result: dict[str, Any] = found["manifest"]
+        events.broadcast("lora_trained", {"name": params.name, "lora_hash": result["lora_hash"]})
+        return result
 
-    try:
-        await run_cli_job(args, on_line, failure_code="training_failed", what=f"training {params.name!r}")
-    finally:
-        if cleanup is not None:
-            cleanup.unlink(missing_ok=True)
-    if "manifest" not in found:
-        raise CommandFailedError(f"training {params.name!r} ended without a result", code="training_failed")
-    result = found["manifest"]
-    ctx.daemon.events.broadcast("lora_trained", {"name": params.name, "lora_hash": result["lora_hash"]})
-    return result
+    return ctx.start_job(work, title=f"train {params.name}")
 
 
 def register_commands(registry: CommandRegistry) -> None:

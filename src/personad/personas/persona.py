@@ -247,7 +247,7 @@ class PersonaDaemon:
     async def evolve_capabilities(self, *, steps: int = 30) -> dict[str, Any]:
         """The seed's evolveCapabilities(): train an adapter from this persona's learning experiences and keep
         it only if a measured score improves (runs in the daemon as ``persona_evolve``)."""
-        result = await self._bus().call("persona_evolve", {"steps": steps}, timeout=3600)
+        result = await self._bus().call_job("persona_evolve", {"steps": steps}, timeout=3600)
         self.reload_config()
         return result
 
@@ -364,7 +364,7 @@ class PersonaDaemon:
         elif action == "unload":
             await self._bus().call("lora_unload", {"adapters": options.get("adapters")})
         elif action == "create_adapter":
-            manifest = await self._bus().call("lora_train", options)
+            manifest = await self._bus().call_job("lora_train", options)
             return {**self._stack(), "created": manifest}
         elif action == "save_stack":
             if not self.config.lora_adapters:
