@@ -91,6 +91,24 @@ class WsClient:
                 return message
             self.events.append(message)
 
+    def call_job(
+        self, command: str, params: dict[str, Any] | None = None, timeout: float = 600
+    ) -> dict[str, Any]:
+        """Run a long command and wait for its job; returns a command_result-shaped reply with its outcome."""
+        reply = self.call(command, params)
+        if not reply.get("ok") or "job" not in reply["result"]:
+            return reply
+        job = reply["result"]["job"]
+        deadline = time.monotonic() + timeout
+        while job["state"] not in ("succeeded", "failed", "cancelled", "interrupted"):
+            left = deadline - time.monotonic()
+            assert left > 0, f"job {job['job_id']} still {job['state']} after {timeout} s"
+            job = self.call("job_wait", {"job_id": job["job_id"], "timeout": min(left, 60)}, timeout=90)
+            job = job["result"]["job"]
+        if job["state"] == "succeeded":
+            return {"type": "command_result", "id": reply["id"], "ok": True, "result": job["result"]}
+        return {"type": "command_result", "id": reply["id"], "ok": False, "error": job["error"]}
+
     def wait_event(self, event: str, timeout: float = 10) -> dict[str, Any]:
         for i, message in enumerate(self.events):
             if message.get("event") == event:

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # real-model training
 def test_academy_train_streams_rounds_and_updates_the_student(running: RunningDaemon) -> None:
     PersonaStore(running.home).create({"id": "student", "secret": "PERSIMMON"})
     with running.ws() as ws:
-        reply = ws.call(
+        reply = ws.call_job(
             "academy_train",
             {
                 "student": "student",
@@ -55,7 +55,7 @@ def test_persona_evolve_over_the_bus_measures_and_records(running: RunningDaemon
                 "context": {"domain": "colors", "prompt": f"What colour is item {i}?", "answer": f"{color}."},
             }
             assert ws.call("remember", {"persona": "learner", "memory": memory})["ok"]
-        reply = ws.call("persona_evolve", {"persona": "learner", "steps": 12}, timeout=900)
+        reply = ws.call_job("persona_evolve", {"persona": "learner", "steps": 12}, timeout=900)
         assert reply["ok"], reply
         result = reply["result"]
         assert result["domain"] == "colors" and result["examples"] + result["heldout"] == 8

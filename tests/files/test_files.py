@@ -76,7 +76,9 @@ def test_unusual_names_and_contents_get_structured_errors(running: RunningDaemon
     with running.ws(session="files-odd") as ws, running.http(session="files-odd") as http:
         assert ws.call("file_write", {"path": "é😀/ü.txt", "content": "ok"})["ok"] is True
         assert ws.call("file_read", {"path": "é😀/ü.txt"})["result"]["content"] == "ok"
-        assert [e["path"] for e in ws.call("file_list", {"path": "é😀"})["result"]["entries"]] == ["é😀/ü.txt"]
+        assert [e["path"] for e in ws.call("file_list", {"path": "é😀"})["result"]["entries"]] == [
+            "é😀/ü.txt"
+        ]
         cases = [
             ("file_write", {"path": "a" * 300, "content": "x"}, "name_too_long"),
             ("file_read", {"path": "d/" + "é" * 200}, "name_too_long"),

@@ -58,7 +58,7 @@ def test_train_load_and_answer_with_an_adapter(persona_daemon: RunningDaemon) ->
             {"role": "assistant", "content": "Hello! How can I help?"},
         ]
         (artifacts / "keep.jsonl").write_text(json.dumps({"messages": greeting}) + "\n", encoding="utf-8")
-        trained = ws.call(
+        trained = ws.call_job(
             "lora_train",
             {
                 "name": "codeword",

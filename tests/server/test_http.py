@@ -88,7 +88,7 @@ def test_same_result_over_ws_http_and_cli(running: RunningDaemon) -> None:
 
 
 def test_http_body_must_be_strict_json(running: RunningDaemon) -> None:
-    """NaN/Infinity and lone surrogates are refused (400 invalid_json); results always go out as strict JSON."""
+    """NaN/Infinity and lone surrogates are refused (400 invalid_json); results go out as strict JSON."""
     with running.http() as http:
         for body in ('{"echo": NaN}', '{"echo": Infinity}', '{"echo": "\\ud800"}', "[" * 5000):
             response = http.post("/api/commands/ping", content=body)

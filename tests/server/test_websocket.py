@@ -101,11 +101,9 @@ def _strict(raw: str | bytes) -> dict:
 def test_not_strict_json_is_refused_under_its_id(running: RunningDaemon) -> None:
     """NaN/Infinity and lone surrogates parse in Python but are not JSON: refused, with the request's id."""
     with running.ws() as ws:
-        frames = {
-            "n1": '{"type":"execute_command","id":"n1","data":{"command":"ping","params":{"echo":NaN}}}',
-            "n2": '{"type":"execute_command","id":"n2","data":{"command":"ping","params":{"echo":-Infinity}}}',
-            "s1": '{"type":"execute_command","id":"s1","data":{"command":"ping","params":{"echo":"\\ud800"}}}',
-        }
+        envelope = '{"type":"execute_command","id":"%s","data":{"command":"ping","params":{"echo":%s}}}'
+        frames = {"n1": "NaN", "n2": "-Infinity", "s1": '"\\ud800"'}
+        frames = {request_id: envelope % (request_id, echo) for request_id, echo in frames.items()}
         for request_id, frame in frames.items():
             ws.send(frame)
             reply = _strict(ws.conn.recv(timeout=10))
