@@ -191,7 +191,10 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
     @click.argument("name")
     @click.option("--data", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True)
     @click.option(
-        "--parent", "parents", multiple=True, help="extra parent (repeatable); a.b's parent a is implied"
+        "--parent",
+        "parents",
+        multiple=True,
+        help="extra parent (repeatable); a.b's parent a is implied when a is an adapter",
     )
     @click.option("--rank", type=int, default=8, show_default=True)
     @click.option("--alpha", type=float, default=None, help="default 2 x rank")

@@ -70,11 +70,31 @@ def test_explicit_multi_parent_stack(registry: AdapterRegistry, model: Any, tmp_
     assert [m.name for m in registry.list()] == ["medical"]
 
 
+def test_a_dotted_prefix_is_a_parent_only_when_it_is_an_adapter(
+    registry: AdapterRegistry, model: Any, tmp_path: Path
+) -> None:
+    """``continuum`` is a namespace until an adapter of that name exists (the README's example)."""
+    register_random(registry, model, "continuum.legal", tmp_path, seed=1)
+    assert registry.manifest("continuum.legal").parents == []
+    register_random(registry, model, "continuum.legal.patent.uspto", tmp_path, seed=2)
+    # The nearest prefix that is an adapter, skipping the namespace level continuum.legal.patent.
+    assert registry.chain("continuum.legal.patent.uspto") == [
+        "continuum.legal",
+        "continuum.legal.patent.uspto",
+    ]
+    # An adapter registered later under a prefix changes no existing adapter's stack.
+    register_random(registry, model, "continuum", tmp_path, seed=3)
+    assert registry.chain("continuum.legal") == ["continuum.legal"]
+    assert registry.children("continuum") == []
+    register_random(registry, model, "continuum.medical", tmp_path, seed=4)
+    assert registry.chain("continuum.medical") == ["continuum", "continuum.medical"]
+
+
 def test_missing_parent_is_a_clear_error(registry: AdapterRegistry, model: Any, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError) as info:
-        register_random(registry, model, "continuum.legal", tmp_path, seed=1)
+        register_random(registry, model, "legal", tmp_path, seed=1, parents=("continuum",))
     assert info.value.code == "adapter_parent_missing" and "'continuum'" in info.value.message
-    assert not registry.exists("continuum.legal")
+    assert not registry.exists("legal")
     # A parent deleted behind the registry's back (by hand) is caught at resolution.
     register_random(registry, model, "continuum", tmp_path, seed=1)
     register_random(registry, model, "continuum.legal", tmp_path, seed=2)

@@ -260,7 +260,8 @@ def test_child_trains_over_frozen_parent(registry: AdapterRegistry, data: Path, 
 
 def test_missing_parent_refused_before_training(registry: AdapterRegistry, data: Path) -> None:
     steps: list[TrainingProgress] = []
-    for name, parents in (("ghost.child", []), ("orphan", ["ghost"])):
+    # ghost.child has no parent (ghost is a namespace: not an adapter); a declared parent must exist.
+    for name, parents in (("ghost.child", ["ghost"]), ("orphan", ["ghost"])):
         config = TrainingConfig(name=name, data=data, parents=parents, max_steps=1)
         with pytest.raises(PersonadError) as info:
             train_adapter(

@@ -21,11 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from personad.bus.commands import CommandRegistry
 from personad.bus.jobs import JobReporter, run_cli_job
 from personad.bus.processor import CommandContext
-from personad.errors import BadRequestError, CapabilityDeniedError, CommandFailedError, NotFoundError
+from personad.errors import (
+    BadRequestError,
+    CapabilityDeniedError,
+    CommandFailedError,
+    ConflictError,
+    NotFoundError,
+)
 from personad.files.confine import relative_name, resolve_inside
 
 from .info import describe_adapter
-from .registry import AdapterRegistry
+from .registry import AdapterParentMissingError, AdapterRegistry
 from .stack import flatten
 
 CAPABILITY = "lora"
@@ -68,7 +74,10 @@ class TrainParams(BaseModel):
     examples: list[dict[str, Any]] | None = Field(
         default=None, max_length=10_000, description='inline examples: [{"messages": [...]}, ...]'
     )
-    parents: list[str] = Field(default_factory=list, description="extra parents (the dotted one is implied)")
+    parents: list[str] = Field(
+        default_factory=list,
+        description="extra parents (the nearest dotted prefix that is an adapter is implied)",
+    )
     rank: int = Field(default=8, ge=1, le=256)
     targets: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
     epochs: int = Field(default=1, ge=1, le=100)
@@ -249,6 +258,18 @@ async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]
     _require(ctx, "train adapters")
     if (params.data is None) == (params.examples is None):
         raise BadRequestError("give exactly one of data or examples", code="invalid_params")
+    # What the job would find out only after loading the model is refused now, before a job exists.
+    registry = registry_of(ctx)
+    if registry.exists(params.name) and not params.replace:
+        raise ConflictError(
+            f"adapter {params.name!r} already exists; delete it first or pass replace", code="adapter_exists"
+        )
+    for parent in params.parents:
+        if not registry.exists(parent):
+            raise AdapterParentMissingError(
+                f"adapter {params.name!r} needs its parent {parent!r}, which is not in the registry;"
+                f" train or import {parent!r} first"
+            )
     session_dir = ctx.session.artifacts_dir
     anchor = _artifact_file(session_dir, params.anchor) if params.anchor is not None else None
     if params.data is not None:

@@ -1,8 +1,9 @@
 """Adapter names and the manifest stored next to each adapter's PEFT files.
 
-A name is dotted lowercase segments (``continuum.legal.patent``); every proper prefix is its implied parent
-chain, so ``a.b.c`` is applied as ``a`` → ``a.b`` → ``a.b.c``. A manifest can name more parents (a
-multi-domain adapter such as ``continuum.medtech`` trained on top of ``continuum.legal`` and
+A name is dotted lowercase segments (``continuum.legal.patent``). A proper prefix that is a registered
+adapter is an implied parent: with ``a`` and ``a.b`` registered, ``a.b.c`` is applied as ``a`` → ``a.b`` →
+``a.b.c``; a prefix that is not an adapter (``continuum`` in the README) is a namespace. A manifest can name
+more parents (a multi-domain adapter such as ``continuum.medtech`` trained on top of ``continuum.legal`` and
 ``continuum.medical``).
 """
 
@@ -38,15 +39,10 @@ def validate_name(name: Any) -> str:
 
 
 def implied_parents(name: str) -> list[str]:
-    """The dotted prefixes of ``name``, outermost first: ``a.b.c`` → ``["a", "a.b"]``."""
+    """The dotted prefixes of ``name``, outermost first: ``a.b.c`` → ``["a", "a.b"]`` (each a parent only if
+    it is a registered adapter; see ``AdapterRegistry.implied_parent``)."""
     parts = name.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def implied_parent(name: str) -> str | None:
-    """The nearest dotted prefix, or None for a top-level name."""
-    prefixes = implied_parents(name)
-    return prefixes[-1] if prefixes else None
 
 
 @dataclass
@@ -54,8 +50,8 @@ class AdapterManifest:
     """What the registry knows about one adapter, beyond PEFT's own config."""
 
     name: str
-    #: Direct parents, applied before this adapter: the implied dotted parent (if any) first, then any
-    #: explicit extra parents in the order given at training.
+    #: Direct parents, applied before this adapter: the nearest registered dotted prefix (if any) first,
+    #: then any explicit extra parents in the order given at training.
     parents: list[str]
     base_model: str
     base_model_sha256: str

@@ -22,7 +22,7 @@ from .manifest import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
     AdapterManifest,
-    implied_parent,
+    implied_parents,
     validate_name,
 )
 from .weights import LoraWeights, sha256_file
@@ -112,14 +112,29 @@ class AdapterRegistry:
                     f" ({self.root}); train or import {name!r} first",
                 )
             self.manifest(name)  # raises AdapterNotFoundError
-        manifest = self.manifest(name)
-        parents = list(manifest.parents)
-        implied = implied_parent(name)
-        if implied is not None and implied not in parents:
-            parents.insert(0, implied)
-        for parent in parents:
+        # The parents recorded at registration, never re-derived from the name: an adapter registered later
+        # under a prefix must not change the stack an existing adapter was trained on.
+        for parent in self.manifest(name).parents:
             self._visit(parent, order, (*trail, name))
         order.append(name)
+
+    def implied_parent(self, name: str) -> str | None:
+        """The nearest dotted prefix of ``name`` that is a registered adapter, or None.
+
+        A prefix that is not an adapter is a namespace: ``continuum.legal``'s parent is ``continuum`` only if
+        an adapter ``continuum`` exists; otherwise it has none (or ``continuum.legal.patent`` skips to
+        ``continuum`` when only that exists).
+        """
+        for prefix in reversed(implied_parents(validate_name(name))):
+            if self.exists(prefix):
+                return prefix
+        return None
+
+    def direct_parents(self, name: str, explicit: Sequence[str] = ()) -> list[str]:
+        """``name``'s direct parents: its implied parent (if any), then the explicit ones, each once."""
+        implied = self.implied_parent(name)
+        named = [validate_name(p) for p in explicit]
+        return list(dict.fromkeys(([implied] if implied else []) + named))
 
     def resolve(self, refs: Iterable[Any]) -> list[StackEntry]:
         """Expand a stack (names, or objects with ``name`` and ``scale``) into its parent chains.
@@ -149,11 +164,7 @@ class AdapterRegistry:
 
     def children(self, name: str) -> list[str]:
         """Adapters that name ``name`` as a parent (directly or by their dotted prefix)."""
-        return [
-            m.name
-            for m in self.list()
-            if m.name != name and (name in m.parents or implied_parent(m.name) == name)
-        ]
+        return [m.name for m in self.list() if m.name != name and name in m.parents]
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -169,14 +180,20 @@ class AdapterRegistry:
         training: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         replace: bool = False,
+        infer_parent: bool = True,
     ) -> AdapterManifest:
-        """Copy a PEFT adapter folder into the registry under ``name`` and write its manifest."""
+        """Copy a PEFT adapter folder into the registry under ``name`` and write its manifest.
+
+        The manifest records the direct parents: ``parents``, after the nearest registered dotted prefix
+        unless ``infer_parent`` is false (training passes the exact list it trained over).
+        """
         import json
 
         validate_name(name)
-        implied = implied_parent(name)
-        all_parents = [p for p in ([implied] if implied else []) + [validate_name(p) for p in parents]]
-        all_parents = list(dict.fromkeys(all_parents))
+        if infer_parent:
+            all_parents = self.direct_parents(name, parents)
+        else:
+            all_parents = list(dict.fromkeys(validate_name(p) for p in parents))
         for parent in all_parents:
             if not self.exists(parent):
                 raise AdapterParentMissingError(

@@ -29,7 +29,7 @@ from typing import Any
 
 from personad.errors import BadRequestError, ConflictError
 
-from .manifest import CONFIG_FILE, AdapterManifest, implied_parent, validate_name
+from .manifest import CONFIG_FILE, AdapterManifest, validate_name
 from .registry import AdapterParentMissingError, AdapterRegistry
 from .weights import sha256_file
 
@@ -45,7 +45,7 @@ _TRAINABLE = re.compile(rf"\.lora_[AB]\.{TRAIN_ADAPTER}\.")
 class TrainingConfig:
     """One training run: what to train on, where it goes in the registry, and the optimiser settings."""
 
-    name: str  # adapter name, dotted; its dotted prefix is an implied parent
+    name: str  # dotted; its nearest prefix that is an adapter is an implied parent
     data: Path  # chat-format JSONL: one {"messages": [{"role": ..., "content": ...}, ...]} per line
     parents: list[str] = field(default_factory=list)  # explicit extra parents, beyond the implied one
     rank: int = 8
@@ -232,10 +232,12 @@ def _collate(batch: Sequence[_Example], pad_id: int, torch: Any) -> tuple[Any, A
     return ids, mask, labels
 
 
-def _parent_chain(config: TrainingConfig, registry: AdapterRegistry, base_model_sha256: str) -> list[str]:
-    """Every ancestor of the new adapter, outermost first; raises before any training if one is missing."""
-    implied = implied_parent(config.name)
-    direct = list(dict.fromkeys(([implied] if implied else []) + list(config.parents)))
+def _parent_chain(
+    config: TrainingConfig, registry: AdapterRegistry, base_model_sha256: str
+) -> tuple[list[str], list[str]]:
+    """The new adapter's direct parents and every ancestor, outermost first; raises before any training if
+    one is missing. A dotted prefix that is not an adapter is a namespace, not a parent."""
+    direct = registry.direct_parents(config.name, config.parents)
     for parent in direct:
         if not registry.exists(parent):
             raise AdapterParentMissingError(
@@ -257,7 +259,7 @@ def _parent_chain(config: TrainingConfig, registry: AdapterRegistry, base_model_
                 code="adapter_base_mismatch",
             )
         registry.load(name)  # re-hashes the weights: a tampered parent is refused here
-    return chain
+    return direct, chain
 
 
 def _build_peft_model(model: Any, config: TrainingConfig, registry: AdapterRegistry, chain: list[str]) -> Any:
@@ -374,7 +376,7 @@ def train_adapter(
         raise ConflictError(
             f"adapter {config.name!r} already exists; delete it first or pass replace", code="adapter_exists"
         )
-    chain = _parent_chain(config, registry, base_model_sha256)
+    direct, chain = _parent_chain(config, registry, base_model_sha256)
     data_sha256 = sha256_file(Path(config.data)) if Path(config.data).is_file() else ""
     examples, skipped = _encode_file(Path(config.data), tokenizer, config.max_length)
     anchors = (
@@ -462,7 +464,8 @@ def train_adapter(
         manifest = registry.register(
             config.name,
             _saved_folder(Path(tmp)),
-            parents=config.parents,
+            parents=direct,
+            infer_parent=False,  # exactly the parents it was trained over
             base_model=base_model,
             base_model_sha256=base_model_sha256,
             created_by=created_by,
