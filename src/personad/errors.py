@@ -111,7 +111,7 @@ class UnavailableError(PersonadError):
 class WaitTimeoutError(PersonadError):
     """A client stopped waiting: the daemon did not answer in time (it may well still be working)."""
 
-    code = "timeout"
+    code = "client_timeout"
     http_status = 504
     exit_code = 10
 
