@@ -22,8 +22,17 @@ def test_builtins_load_through_plugin_hook() -> None:
     registry = CommandRegistry()
     registry.load_plugins(entry_point_plugins=False)
     names = {c.name for c in registry}
-    assert {"commands", "session", "chat", "room_join", "screenshot", "browser_js", "file_read"} <= names
-    assert len(BUILTIN_PLUGINS) == 8
+    assert {
+        "commands",
+        "session",
+        "chat",
+        "room_join",
+        "screenshot",
+        "browser_js",
+        "file_read",
+        "job_wait",
+    } <= names
+    assert len(BUILTIN_PLUGINS) == 9
 
 
 def test_third_party_module_registers_like_a_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
