@@ -187,3 +187,41 @@ def test_openai_api_uses_the_persona_memory(persona_daemon: RunningDaemon) -> No
         model="scribe", messages=[{"role": "user", "content": "memory? when is the project deadline"}]
     )
     assert "14th of March" in (reply.choices[0].message.content or "")
+
+
+def test_odd_memories_and_queries_each_get_one_reply(persona_daemon: RunningDaemon) -> None:
+    """Inputs that once got no reply over the WebSocket (the hardening issue): each gets exactly one now."""
+    _create(persona_daemon, "odd")
+    frames = [
+        (
+            "m1",
+            {
+                "command": "remember",
+                "params": {"persona": "odd", "memory": {"type": "x", "content": "null", "importance": 0.5}},
+            },
+        ),
+        ("r1", {"command": "recall", "params": {"persona": "odd", "query": "\U0001f600\U0001f680"}}),
+        ("r2", {"command": "recall", "params": {"persona": "odd", "query": "\U0001f600", "mode": "fts"}}),
+        (
+            "q1",
+            {"command": "brain_query", "params": {"persona": "odd", "sql": "SELECT ?", "params": [2**70]}},
+        ),
+    ]
+    with persona_daemon.ws() as ws:
+        for request_id, data in frames:
+            ws.send({"type": "execute_command", "id": request_id, "data": data})
+        # Surrogate pairs written as JSON escapes, as the fuzzer sent them.
+        ws.send(
+            '{"type":"execute_command","id":"r3","data":{"command":"recall",'
+            '"params":{"persona":"odd","query":"\\ud83d\\ude00\\ud83d\\ude00"}}}'
+        )
+        replies: dict[str, dict[str, Any]] = {}
+        while len(replies) < 5:
+            message = ws.recv(timeout=120)
+            if message.get("type") == "command_result":
+                assert message["id"] not in replies, "a second reply"
+                replies[message["id"]] = message
+    assert replies["m1"]["ok"] and replies["m1"]["result"]["created"] is True
+    assert [m["content"] for m in replies["r1"]["result"]["memories"]] == ["null"]
+    assert replies["r2"]["ok"] and replies["r3"]["ok"]
+    assert replies["q1"]["error"]["code"] == "invalid_sql"
