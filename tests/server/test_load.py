@@ -9,6 +9,7 @@ exactly once, and every member sees the order ``chat_history`` has (the order of
 from __future__ import annotations
 
 import importlib.util
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -80,3 +81,81 @@ async def test_chat_fanout_every_member_gets_every_message_once_in_history_order
     result = await bench.run_chat_fanout(_url(running), members=50, burst=burst, room="fanout")
     _assert_fanout(result)
     assert result["senders"] == (1 if burst else 50)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="websocket.py drops events silently once a connection's outbox is full and only closes the"
+    " socket (1013) when the client next sends a frame; a reading-only client gets a gap and stays open",
+)
+async def test_a_stalled_reader_is_closed_not_served_a_gap(
+    running: RunningDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member that stops reading while events pile up must be closed (1013), as the protocol says; what
+    it received before the close must be a gap-free prefix. It must never get later events past a gap."""
+    # A small outbox (4096 in the daemon) so a few MB overflow it; read when each connection is made.
+    monkeypatch.setattr("personad.server.websocket.OUTBOX_LIMIT", 64)
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    url = _url(running)
+    sender = await bench.CheckedConn(url, "sender").open()
+    # max_queue=1: the client stops reading from the socket after one buffered frame, and a small receive
+    # buffer keeps TCP from absorbing much, so the stalled connection's outbox overflows.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(running.url.rsplit(":", 1)[1])))
+    sock.setblocking(False)
+    stalled = await connect(f"{url}&name=stalled", sock=sock, max_size=None, max_queue=1, ping_interval=None)
+    try:
+        assert json.loads(await stalled.recv())["type"] == "welcome"
+        await sender.call("room_create", {"room": "stall"})
+        await stalled.send(
+            json.dumps(
+                {
+                    "type": "execute_command",
+                    "id": "j",
+                    "data": {"command": "room_join", "params": {"room": "stall"}},
+                }
+            )
+        )
+        while json.loads(await stalled.recv()).get("id") != "j":
+            pass
+        pad = "x" * 15_000
+        count = 800  # 12 MB of events: several times the socket buffers plus 64 queued messages
+        pending = [
+            await sender.send("chat_delta", {"room": "stall", "stream_id": "s", "delta": f"{k}:{pad}"})
+            for k in range(count)
+        ]
+        await asyncio.gather(*pending)
+        seen: list[int] = []
+
+        async def drain(until: int) -> bool:
+            """Read deltas until ``until`` has arrived; False when the daemon closed the connection."""
+            try:
+                while not seen or seen[-1] != until:
+                    message = json.loads(await asyncio.wait_for(stalled.recv(), 2))
+                    if message.get("event") == "chat_delta":
+                        seen.append(int(message["data"]["delta"].split(":", 1)[0]))
+            except ConnectionClosed:
+                return False
+            except TimeoutError:
+                pass
+            return True
+
+        still_open = await drain(count - 1)
+        if still_open:
+            # The stalled client reads again; one more event must not arrive past a gap.
+            await sender.call("chat_delta", {"room": "stall", "stream_id": "s", "delta": f"{count}:end"})
+            still_open = await drain(count)
+        assert seen == list(range(len(seen))), f"gap after {len(seen)} events: {seen[-3:]}"
+        if still_open:
+            assert seen == list(range(count + 1)), f"{count + 1 - len(seen)} events dropped silently"
+        else:
+            assert stalled.close_code == 1013, stalled.close_code
+    finally:
+        await stalled.close()
+        await sender.close()
