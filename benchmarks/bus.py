@@ -177,10 +177,13 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def daemon_process(workdir: Path, *, profile: Path | None = None) -> Iterator[Target]:
+def daemon_process(
+    workdir: Path, *, profile: Path | None = None, preexec_fn: Callable[[], None] | None = None
+) -> Iterator[Target]:
     """``personad serve --port 0`` in a fresh home; yields once ``daemon.json`` exists and /healthz is 200.
 
-    With ``profile`` the daemon runs under cProfile (through this script) and dumps its stats there on exit.
+    With ``profile`` the daemon runs under cProfile (through this script) and dumps its stats there on exit;
+    ``preexec_fn`` runs in the child before it starts (to set resource limits, say).
     """
     home = workdir / "home"
     out = workdir / "daemon.out"
@@ -196,7 +199,14 @@ def daemon_process(workdir: Path, *, profile: Path | None = None) -> Iterator[Ta
     # No default persona: its process and the local inference worker would compete for the cores.
     env["PERSONAD_DEFAULT_PERSONA"] = ""
     with open(out, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=preexec_fn,
+        )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         state: dict[str, Any] | None = None
