@@ -159,3 +159,26 @@ async def test_a_stalled_reader_is_closed_not_served_a_gap(
     finally:
         await stalled.close()
         await sender.close()
+
+
+def test_daemon_lifts_a_low_open_file_limit(tmp_path: Path) -> None:
+    """Two descriptors per client: under a soft limit of 256 a daemon that kept it could not serve 200
+    clients (connections fail, command records are lost). ``personad serve`` lifts it to the hard limit."""
+    import asyncio
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard open-file limit ({hard}) is too low to lift")
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    with bench.daemon_process(tmp_path, preexec_fn=low_limit) as daemon:
+        limits = Path(f"/proc/{daemon.proc.pid}/limits").read_text()
+        result = asyncio.run(bench.run_load(daemon.url, clients=200, commands=5, depth=1))
+        _assert_load(result)
+    output = (tmp_path / "daemon.out").read_text(errors="replace")
+    assert "Too many open files" not in output, output[-2000:]
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    assert int(line.split()[3]) > 256, line
