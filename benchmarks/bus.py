@@ -29,6 +29,17 @@ Then a load phase against the daemon alone, where every reply and event is check
 
 ``--load-clients 0`` skips the load phase.
 
+Measured (December 2026, 2 cores shared by the daemon, the load generator and other work; four runs,
+so ranges): 0 lost, 0 duplicated, 0 mismatched, 0 errors in every run.
+
+* 200 x 50 sequential (200 in flight): p50 54-82 ms, p99 92-236 ms, 2,160-3,240 commands/s, about
+  220 us of daemon CPU per command; 419 descriptors open in the daemon (two per client).
+* 200 x 50 pipelined (10,000 in flight): p50 1.2-2.3 s, p99 1.5-4.0 s (queueing: latency is in-flight
+  count / throughput), 1,870-4,650 commands/s.
+* chat fan-out, 50 senders -> 50 members (2,500 events): delivery p50 160-460 ms, p99 250-750 ms, all
+  delivered in 0.26-0.79 s; one sender, 50 at once: p50 150-430 ms, p99 270-600 ms. Each ``chat`` commits
+  with an fsync (``synchronous=FULL``) on the event loop: 1.3 ms on an idle disk here, 4-13 ms when loaded.
+
 The last line of stdout is one JSON object with the numbers (the load figures under ``load``,
 ``load_pipelined`` and ``chat_fanout``). Run::
 
