@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import socket
 from collections.abc import Callable
 
@@ -12,6 +13,26 @@ from personad.daemon import Daemon
 from personad.server.app import create_app
 
 log = logging.getLogger(__name__)
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
+
+    Every WebSocket client costs the daemon two descriptors (its socket and its session's open
+    ``commands.jsonl``), so the usual soft limit of 1024 would cap it near 500 clients, past which
+    command records are lost and new connections fail.
+    """
+    unlimited = resource.RLIM_INFINITY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != unlimited else 1 << 20
+    if soft == unlimited or soft >= target:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        log.warning("could not raise the open-file limit from %d to %d", soft, target)
+        return soft
+    return target
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -43,6 +64,7 @@ def build_server(daemon: Daemon, sock: socket.socket, *, log_level: str = "warni
 def serve(daemon: Daemon, *, announce: Callable[[str], None] = print, log_level: str = "warning") -> None:
     """Serve until SIGINT/SIGTERM; uvicorn's handlers drive a clean lifespan shutdown."""
     settings = daemon.settings
+    raise_open_file_limit()
     sock = bind_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
     daemon.write_state_file(settings.host, port)
