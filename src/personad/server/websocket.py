@@ -45,13 +45,23 @@ class WebSocketConnection:
         self.tasks: set[asyncio.Task[None]] = set()
         self.session: Session | None = None
         self.overloaded = False
+        self._closer: asyncio.Task[None] | None = None
 
     def _enqueue(self, message: dict[str, Any] | None) -> None:
+        if self.overloaded:
+            return  # once a message was dropped, none may follow it: the client gets a close, never a gap
         try:
             self.outbox.put_nowait(message)
         except asyncio.QueueFull:
-            # A client that does not read must not grow our memory without bound.
+            # A client that does not read must not grow our memory without bound: close it (1013, try again)
+            # now, even if it never sends another frame.
             self.overloaded = True
+            self._closer = asyncio.get_running_loop().create_task(self._close_overloaded())
+
+    async def _close_overloaded(self) -> None:
+        log.warning("client %s stopped reading (%d messages queued); closing", self.client.id, OUTBOX_LIMIT)
+        with contextlib.suppress(Exception):
+            await self.ws.close(CLOSE_TRY_AGAIN)
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -124,10 +134,6 @@ class WebSocketConnection:
                 )
                 continue
             await self._dispatch(raw)
-        if self.overloaded:
-            log.warning("client %s stopped reading; closing", self.client.id)
-            with contextlib.suppress(Exception):
-                await self.ws.close(CLOSE_TRY_AGAIN)
 
     async def _dispatch(self, raw: str | bytes | None) -> None:
         try:
@@ -222,12 +228,18 @@ class WebSocketConnection:
                 task.cancel()
         if self.session is not None:
             await self.daemon.sessions.detach(self.session, self.client.id)
-        with contextlib.suppress(asyncio.QueueFull):
-            self.outbox.put_nowait(None)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer, timeout=2)
-        if not writer.done():
-            writer.cancel()
+        if self.overloaded:
+            writer.cancel()  # its queue is full of what the client would not read
+        else:
+            with contextlib.suppress(asyncio.QueueFull):
+                self.outbox.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer, timeout=2)
+            if not writer.done():
+                writer.cancel()
+        if self._closer is not None:
+            with contextlib.suppress(Exception):
+                await self._closer
         if self.ws.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await self.ws.close()
