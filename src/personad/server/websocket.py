@@ -18,6 +18,7 @@ from personad.errors import (
     PayloadTooLargeError,
     PersonadError,
     UnauthorizedError,
+    UnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -83,6 +84,15 @@ class WebSocketConnection:
                 wire.dumps({"type": "error", "id": None, "ok": False, "error": exc.to_dict()})
             )
             await self.ws.close(CLOSE_BAD_SESSION)
+            return
+        except OSError as exc:
+            # Out of file descriptors or disk: the session's files cannot be opened. Say so: try again.
+            log.error("cannot open a session for %s: %s", self.client.id, exc)
+            error = UnavailableError(f"the daemon cannot open a session now ({exc.strerror}); try again")
+            await self.ws.send_text(
+                wire.dumps({"type": "error", "id": None, "ok": False, "error": error.to_dict()})
+            )
+            await self.ws.close(CLOSE_TRY_AGAIN)
             return
         self.daemon.sessions.attach(self.session, self.client)
         writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.client.id}")
