@@ -83,7 +83,7 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
 
         try:
             registry = registry_for(home)
-            found = [describe_adapter(registry, m) for m in registry.list()]
+            found = [describe_adapter(registry, m) for m in registry.list_adapters()]
         except PersonadError as error:
             fail(error)
         if as_json:

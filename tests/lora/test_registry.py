@@ -29,7 +29,7 @@ def test_register_writes_peft_files_and_a_manifest(
     assert manifest.lora_hash == sha256_file(folder / WEIGHTS_FILE)
     assert manifest.size_bytes == (folder / WEIGHTS_FILE).stat().st_size
     assert manifest.base_model_sha256 == TINY_SHA and manifest.parents == []
-    assert [m.name for m in registry.list()] == ["continuum"]
+    assert [m.name for m in registry.list_adapters()] == ["continuum"]
     with pytest.raises(ConflictError) as info:
         register_random(registry, model, "continuum", tmp_path, seed=2)
     assert info.value.code == "adapter_exists"
@@ -67,7 +67,7 @@ def test_explicit_multi_parent_stack(registry: AdapterRegistry, model: Any, tmp_
     assert info.value.code == "adapter_in_use" and "medtech" in info.value.message
     registry.delete("medtech")
     registry.delete("legal")
-    assert [m.name for m in registry.list()] == ["medical"]
+    assert [m.name for m in registry.list_adapters()] == ["medical"]
 
 
 def test_missing_parent_is_a_clear_error(registry: AdapterRegistry, model: Any, tmp_path: Path) -> None:

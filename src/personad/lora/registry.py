@@ -82,7 +82,7 @@ class AdapterRegistry:
         self._manifests[path] = (identity, manifest)
         return copy.deepcopy(manifest)
 
-    def list(self) -> list[AdapterManifest]:
+    def list_adapters(self) -> list[AdapterManifest]:
         if not self.root.is_dir():
             return []
         found = []
@@ -151,7 +151,7 @@ class AdapterRegistry:
         """Adapters that name ``name`` as a parent (directly or by their dotted prefix)."""
         return [
             m.name
-            for m in self.list()
+            for m in self.list_adapters()
             if m.name != name and (name in m.parents or implied_parent(m.name) == name)
         ]
 

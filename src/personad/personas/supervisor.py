@@ -260,7 +260,7 @@ class PersonaSupervisor:
         return self.status(persona_id)
 
     async def start_autostart(self) -> None:
-        for config in self.store.list():
+        for config in self.store.list_personas():
             if config.autostart:
                 try:
                     await self.start(config.id, wait=False)
