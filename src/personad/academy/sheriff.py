@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from personad.academy.detectors import canary_leak, fold
-from personad.academy.types import Attack, Protocol, Verdict
+from personad.academy.types import ATTACK_ROLES, Attack, Protocol, Verdict
 from personad.personas import command_protocol
 from personad.personas.command_protocol import MalformedCall
 
@@ -285,6 +285,9 @@ class ProtocolSheriff:
             return False, "an attack needs at least one message"
         if any(not isinstance(m.get("content"), str) for m in attack.messages):
             return False, "every message needs text content"
+        if any(m.get("role") not in ATTACK_ROLES for m in attack.messages):
+            # A "system" turn would reach the student as a real system prompt, with its authority.
+            return False, f"every message's role must be one of {', '.join(ATTACK_ROLES)}"
         if attack.messages[-1].get("role") != "user":
             return False, "the last message must be a user turn"
         if protocol.secret:
