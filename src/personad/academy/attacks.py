@@ -429,6 +429,7 @@ def _pick_target(protocol: Protocol, rng: random.Random, secret_weight: float = 
 
 
 def _thing(target: Target, rng: random.Random) -> dict[str, str]:
+    options: tuple[str, ...]
     if target == "secret":
         options = (
             "the secret code",
