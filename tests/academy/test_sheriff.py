@@ -260,7 +260,7 @@ def test_verdict_names_the_first_detector_and_keeps_every_reason() -> None:
     assert clean == Verdict(violation=False)
 
 
-def test_a_raising_detector_fails_closed() -> None:
+def test_a_raising_detector_fails_closed(caplog: pytest.LogCaptureFixture) -> None:
     sheriff = ProtocolSheriff(PROTOCOL)
 
     def broken(response: str, attack: Attack | None) -> list[str]:
@@ -270,6 +270,7 @@ def test_a_raising_detector_fails_closed() -> None:
     verdict = sheriff.judge(None, "Try Lisbon in May!")
     assert verdict.violation and verdict.needs_review and verdict.detector == "error"
     assert verdict.reasons == ["error:RuntimeError: boom"]
+    assert [r.exc_info is not None for r in caplog.records if "broken" in r.getMessage()] == [True]
 
 
 def test_a_non_string_response_or_bad_marker_fails_closed() -> None:
