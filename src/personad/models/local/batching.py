@@ -168,7 +168,11 @@ class BatchScheduler:
         manager = self.engine.adapter_manager
         if manager is None or not any(r.request.adapters for r in rows):
             return contextlib.nullcontext()
-        runtime = manager.runtime  # type: ignore[attr-defined]
+        from personad.lora.manager import LoraAdapterManager
+
+        if not isinstance(manager, LoraAdapterManager):  # rows share one gathered plan: the LoRA runtime's
+            raise TypeError(f"batched adapters need a LoraAdapterManager, not {type(manager).__name__}")
+        runtime = manager.runtime
         key = tuple(r.stack_key for r in rows)
         if key != self._plan_key:
             # Built when the batch's make-up changes (a row joins or leaves), then reused every step:
