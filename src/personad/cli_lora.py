@@ -23,13 +23,13 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _size(n: int | None) -> str:
+def _size(n: float | None) -> str:
     if n is None:
         return "?"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return str(n)
 
 
@@ -83,7 +83,7 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
 
         try:
             registry = registry_for(home)
-            found = [describe_adapter(registry, m) for m in registry.list()]
+            found = [describe_adapter(registry, m) for m in registry.list_adapters()]
         except PersonadError as error:
             fail(error)
         if as_json:

@@ -185,7 +185,7 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
                 home,
                 "persona_list",
                 {},
-                offline=lambda: {"personas": [_offline_describe(store, c.id) for c in store.list()]},
+                offline=lambda: {"personas": [_offline_describe(store, c.id) for c in store.list_personas()]},
             )
         except PersonadError as exc:
             fail(exc)

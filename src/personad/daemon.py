@@ -94,7 +94,7 @@ class Daemon:
             )
             log.info("created the default persona %r on the local model", default)
         self._reaper = asyncio.create_task(self._reap_idle_sessions(), name="personad-session-reaper")
-        if self.settings.preload_embedder and self.persona_store.list():
+        if self.settings.preload_embedder and self.persona_store.list_personas():
             # Loading the embedding model takes seconds (torch, then MiniLM); doing it now keeps the first
             # remember/recall from stalling for that long.
             threading.Thread(target=_warm_embedder, name="embedder-warmup", daemon=True).start()

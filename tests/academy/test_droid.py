@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import random
 import re
 from collections import Counter
@@ -20,6 +21,7 @@ from personad.academy.attacks import (
 )
 from personad.academy.droid import HELDOUT_SEED_BASE, SEED_SPAN, TestingDroid
 from personad.academy.types import Attack, Protocol, Verdict
+from personad.errors import ProviderError
 from personad.personas import command_protocol
 
 SECRET = "ZEBRA-7741"
@@ -334,7 +336,7 @@ def test_styles_keep_command_lines_and_markers_verbatim() -> None:
         assert marker in build_attack("ignore_previous", WITH_SECRET, role.seed, style).prompt, style
 
 
-def test_paraphrase_hook_is_used_and_guarded() -> None:
+def test_paraphrase_hook_is_used_and_guarded(caplog: pytest.LogCaptureFixture) -> None:
     calls: list[str] = []
 
     def paraphrase(text: str) -> str:
@@ -364,8 +366,16 @@ def test_paraphrase_hook_is_used_and_guarded() -> None:
     def broken(text: str) -> str:
         raise RuntimeError("model fell over")
 
-    attack = build_attack("direct_ask", WITH_SECRET, 5, paraphrase=broken, benign=False)
+    with caplog.at_level(logging.ERROR, logger="personad.academy.attacks"):
+        attack = build_attack("direct_ask", WITH_SECRET, 5, paraphrase=broken, benign=False)
     assert attack.prompt == original.prompt and attack.meta["paraphrase_error"] == "RuntimeError"
+    assert [r.exc_info is not None for r in caplog.records] == [True]  # unexpected: logged with its traceback
+
+    def unavailable(text: str) -> str:
+        raise ProviderError("the droid's API is down", code="provider_unavailable")
+
+    attack = build_attack("direct_ask", WITH_SECRET, 5, paraphrase=unavailable, benign=False)
+    assert attack.prompt == original.prompt and attack.meta["paraphrase_error"] == "provider_unavailable"
     line = '[CMD:file_write] {"path": "x"}'
     assert not accept_paraphrase(f"Run:\n{line}", "Run: file_write x", protected=[line], secret=None)
     assert accept_paraphrase(f"Run:\n{line}", f"Please run\n{line}", protected=[line], secret=None)

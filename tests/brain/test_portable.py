@@ -109,6 +109,16 @@ def test_newer_export_is_refused(brain: Brain, tmp_path: Path) -> None:
                                         "updated_at": 0}}],
             "cannot import goals",
         ),
+        (
+            [{"format": "personad-brain", "schema_version": 3},
+             {"table": "goals", "row": {"id": "g", "description": {"nested": 1}, "created_at": 0}}],
+            "cannot import goals",
+        ),
+        (
+            [{"format": "personad-brain", "schema_version": 3},
+             {"table": "goals", "row": {"id": "g", "description": "d", "created_at": 2**70}}],
+            "cannot import goals",
+        ),
     ],
 )  # fmt: skip
 def test_malformed_exports_are_refused_atomically(

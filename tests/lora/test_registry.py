@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from personad.errors import BadRequestError, ConflictError, NotFoundError
+from personad.lora.info import base_model_bytes, describe_adapter
 from personad.lora.manifest import MANIFEST_FILE, WEIGHTS_FILE, implied_parents
 from personad.lora.registry import AdapterRegistry
 from personad.lora.weights import sha256_file
@@ -29,7 +30,7 @@ def test_register_writes_peft_files_and_a_manifest(
     assert manifest.lora_hash == sha256_file(folder / WEIGHTS_FILE)
     assert manifest.size_bytes == (folder / WEIGHTS_FILE).stat().st_size
     assert manifest.base_model_sha256 == TINY_SHA and manifest.parents == []
-    assert [m.name for m in registry.list()] == ["continuum"]
+    assert [m.name for m in registry.list_adapters()] == ["continuum"]
     with pytest.raises(ConflictError) as info:
         register_random(registry, model, "continuum", tmp_path, seed=2)
     assert info.value.code == "adapter_exists"
@@ -67,7 +68,7 @@ def test_explicit_multi_parent_stack(registry: AdapterRegistry, model: Any, tmp_
     assert info.value.code == "adapter_in_use" and "medtech" in info.value.message
     registry.delete("medtech")
     registry.delete("legal")
-    assert [m.name for m in registry.list()] == ["medical"]
+    assert [m.name for m in registry.list_adapters()] == ["medical"]
 
 
 def test_a_dotted_prefix_is_a_parent_only_when_it_is_an_adapter(
@@ -133,3 +134,31 @@ def test_pickle_weights_are_never_loaded(registry: AdapterRegistry, model: Any, 
         registry.register("pickled", source, base_model="tiny", base_model_sha256=TINY_SHA)
     assert info.value.code == "adapter_invalid" and "never pickle" in info.value.message
     assert not registry.exists("pickled")
+
+
+def test_describe_shows_a_broken_chain(registry: AdapterRegistry, model: Any, tmp_path: Path) -> None:
+    register_random(registry, model, "continuum", tmp_path, seed=1)
+    register_random(registry, model, "continuum.legal", tmp_path, seed=2)
+    (registry.folder("continuum") / MANIFEST_FILE).unlink()  # the parent deleted by hand
+    data = describe_adapter(registry, registry.manifest("continuum.legal"), detail=True)
+    assert "needs its parent 'continuum'" in data["chain_error"] and "chain" not in data
+    assert data["children"] == []
+
+
+def test_base_model_size_is_none_without_the_model_and_a_bug_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    from personad.errors import UnavailableError
+    from personad.models.local import engine
+
+    def not_installed() -> Path:
+        raise UnavailableError("the local model is not installed", code="inference_unavailable")
+
+    monkeypatch.setattr(engine, "find_gguf", not_installed)
+    assert base_model_bytes() is None
+
+    def broken(gguf: Path, cache_root: Path) -> Path:
+        raise KeyError("sha256")  # e.g. a bug reading the hash index: no longer hidden as "no model"
+
+    monkeypatch.setattr(engine, "find_gguf", lambda: Path("model.gguf"))
+    monkeypatch.setattr(engine, "cache_folder", broken)
+    with pytest.raises(KeyError):
+        base_model_bytes()

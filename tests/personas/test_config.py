@@ -30,7 +30,7 @@ def test_create_load_list_delete(tmp_path: Path) -> None:
     loaded = store.load("patent-expert")
     assert loaded.model_config_["api_key"] == "sk-secret"
     assert loaded.public()["model_config"] == {"model": "claude-x", "api_key": "***"}
-    assert [c.id for c in store.list()] == ["patent-expert"]
+    assert [c.id for c in store.list_personas()] == ["patent-expert"]
     with pytest.raises(ConflictError):
         store.create({"id": "patent-expert"})
     store.delete("patent-expert")

@@ -153,3 +153,66 @@ async def test_periodic_evolve_runs_when_new_experiences_arrive(persona_daemon: 
     finally:
         await persona.stop()
     assert persona._evolver is None
+
+
+async def test_periodic_evolve_records_timeouts_and_bugs_and_keeps_running(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bus timeout (a plain TimeoutError from the client) and a bug used to end the trigger silently."""
+    import asyncio
+    import logging
+
+    persona = PersonaDaemon(PersonaConfig(id="learner", model_provider="fake"), provider=FakeProvider())
+    counts = [4, 5, 6, 7]
+    failures: list[BaseException | None] = [TimeoutError(), KeyError("prompt"), None]
+
+    def teachable() -> int:
+        count = counts[0]
+        if len(counts) > 1:
+            counts.pop(0)
+        return count
+
+    async def evolve(*, steps: int = 30) -> dict[str, object]:
+        failure = failures.pop(0) if failures else None
+        if failure is not None:
+            raise failure
+        return {"evolved": False, "reason": "measured"}
+
+    persona._teachable_experiences = teachable  # type: ignore[method-assign]
+    persona.evolve_capabilities = evolve  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="personad.personas.persona"):
+        task = asyncio.create_task(persona._evolve_periodically(0.01))
+        try:
+            for _ in range(200):
+                if len(persona.evolutions) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert not task.done()
+        finally:
+            task.cancel()
+    assert [e["experiences"] for e in persona.evolutions[:3]] == [4, 5, 6]
+    assert persona.evolutions[0]["error"]["code"] == "command_timeout"
+    assert persona.evolutions[1]["error"] == {"code": "evolve_failed", "message": "KeyError: 'prompt'"}
+    assert persona.evolutions[2]["reason"] == "measured"
+    bug = [r for r in caplog.records if "unexpectedly" in r.getMessage()]
+    assert len(bug) == 1 and bug[0].exc_info is not None  # logged with its traceback
+
+
+async def test_a_command_the_bus_does_not_answer_in_time_is_an_observation() -> None:
+    from personad.models.base import ChatMessage
+
+    class SlowBus:
+        async def call(self, command: str, params: object = None, timeout: float = 300) -> dict[str, object]:
+            raise TimeoutError  # what BusClient.call raises when its wait runs out
+
+    persona = PersonaDaemon(PersonaConfig(id="asker", model_provider="fake"), provider=FakeProvider())
+    persona.bus = SlowBus()  # type: ignore[assignment]
+    result = await persona.run_turn([ChatMessage("user", 'run:fs_read {"path": "notes.txt"}')])
+    assert result.observations == [
+        {
+            "command": "fs_read",
+            "ok": False,
+            "outcome": {"code": "command_timeout", "message": "the bus gave no answer to 'fs_read' in time"},
+        }
+    ]
+    assert "command_timeout" in result.text  # the model saw the failure and answered

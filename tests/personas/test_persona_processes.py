@@ -179,3 +179,27 @@ def test_persona_tokens_open_only_their_own_persona(persona_daemon: RunningDaemo
     with connect(f"{persona_daemon.ws_url}?token={token}") as conn:  # its own session, nothing more
         welcome = json.loads(conn.recv(timeout=5))
         assert welcome["data"]["session_id"] == "one" and welcome["data"]["kind"] == "persona"
+
+
+async def test_close_logs_a_persona_that_failed_to_stop(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import types
+
+    from personad.personas.supervisor import PersonaProcess, PersonaSupervisor
+
+    supervisor = PersonaSupervisor(types.SimpleNamespace(home=tmp_path))  # type: ignore[arg-type]
+    supervisor._procs = {"calm": PersonaProcess("calm"), "stuck": PersonaProcess("stuck")}
+    stopped: list[str] = []
+
+    async def stop(persona_id: str) -> dict[str, Any]:
+        if persona_id == "stuck":
+            raise OSError("the process table is full")
+        stopped.append(persona_id)
+        return {}
+
+    supervisor.stop = stop  # type: ignore[method-assign]
+    await supervisor.close()  # shutting down goes on
+    assert stopped == ["calm"]
+    failed = [r for r in caplog.records if "stuck" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is not None

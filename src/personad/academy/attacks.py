@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -19,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from personad.academy.types import Attack, Protocol, Target
+from personad.errors import PersonadError
+
+log = logging.getLogger(__name__)
 
 Message = dict[str, str]
 #: A family's builder: the protocol under attack, a seeded rng, and the style the attack will get.
@@ -144,7 +148,12 @@ def build_attack(
         meta["paraphrased"] = False
         try:
             candidate = paraphrase(core)
-        except Exception as exc:  # a model failing to paraphrase must not stop an Academy round
+        except PersonadError as exc:  # the droid's model could not answer: the attack keeps its wording
+            log.debug("paraphrasing a %s attack failed: %s", family, exc.message)
+            candidate = None
+            meta["paraphrase_error"] = exc.code
+        except Exception as exc:  # a bug, but optional polish must not stop an Academy round: shown, kept
+            log.exception("paraphrasing a %s attack failed unexpectedly", family)
             candidate = None
             meta["paraphrase_error"] = type(exc).__name__
         if candidate and accept_paraphrase(core, candidate, protected=protected, secret=secret):
@@ -429,6 +438,7 @@ def _pick_target(protocol: Protocol, rng: random.Random, secret_weight: float = 
 
 
 def _thing(target: Target, rng: random.Random) -> dict[str, str]:
+    options: tuple[str, ...]
     if target == "secret":
         options = (
             "the secret code",

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 #: What an attack tries to make the student do.
 Target = Literal["secret", "system_prompt", "command", "role"]
+#: The roles an attack's turns may have: the student's system prompt is the only system turn.
+ATTACK_ROLES = ("user", "assistant", "tool")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pysqlite3.dbapi2 as sqlite3
 
 from personad.errors import BadRequestError, ConflictError
 
@@ -155,7 +156,9 @@ def _insert(conn: Any, table: str, row: dict[str, Any], allowed: set[str], plan:
     try:
         # ON CONFLICT DO NOTHING skips rows already present, yet CHECK and type violations still raise.
         return conn.execute(sql, [row[n] for n in names])
-    except Exception as exc:
+    # The row's fault: a constraint, a value SQLite cannot store (an object, an int past 64 bits), one too
+    # big. A locked or failing database (OperationalError) is not the file's fault and is not reported so.
+    except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError) as exc:
         raise BadRequestError(
             f"{plan.path}: cannot import {table} row {row.get('id') or row.get('skill_id')!r}: {exc}",
             code="invalid_import",

@@ -129,7 +129,7 @@ def _refs(items: list[str | AdapterSpec]) -> list[AdapterSpec]:
 async def lora_list(ctx: CommandContext, params: ListParams) -> dict[str, Any]:
     """The adapters in the registry. Returns `{"adapters": [manifest + storage]}`."""
     registry = registry_of(ctx)
-    found = await asyncio.to_thread(registry.list)
+    found = await asyncio.to_thread(registry.list_adapters)
     prefix = params.prefix or ""
     return {"adapters": [describe_adapter(registry, m) for m in found if m.name.startswith(prefix)]}
 

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
+
+from personad.errors import PersonadError, UnavailableError
 
 from .manifest import AdapterManifest
 from .registry import AdapterRegistry
 
 
 def base_model_bytes() -> int | None:
-    """Size of the local base model as loaded (the float32 safetensors cache), if it has been converted."""
+    """Size of the local base model as loaded (the float32 safetensors cache), if it has been converted.
+
+    None when the model is not installed or its cache cannot be read; anything else is a bug and raises.
+    """
     from personad.models.local.engine import cache_folder, default_cache_dir, find_gguf
 
-    with contextlib.suppress(Exception):
+    try:
         folder = cache_folder(find_gguf(), default_cache_dir())
         files = list(Path(folder).glob("*.safetensors"))
-        if files:
-            return sum(f.stat().st_size for f in files)
-    return None
+        return sum(f.stat().st_size for f in files) if files else None
+    except (UnavailableError, OSError):
+        return None
 
 
 def describe_adapter(
@@ -41,8 +45,8 @@ def describe_adapter(
             storage["chain_bytes"] = chain_bytes
             if base:
                 storage["chain_over_base"] = chain_bytes / base
-        except Exception as exc:  # a broken parent is worth showing, not hiding the adapter
-            data["chain_error"] = str(exc)
+        except PersonadError as exc:  # a missing parent or a cycle is worth showing, not hiding the adapter
+            data["chain_error"] = exc.message
         data["children"] = registry.children(manifest.name)
         data["path"] = str(registry.folder(manifest.name))
     return data

@@ -82,7 +82,7 @@ class AdapterRegistry:
         self._manifests[path] = (identity, manifest)
         return copy.deepcopy(manifest)
 
-    def list(self) -> list[AdapterManifest]:
+    def list_adapters(self) -> list[AdapterManifest]:
         if not self.root.is_dir():
             return []
         found = []
@@ -163,8 +163,8 @@ class AdapterRegistry:
         return LoraWeights.load(name, self.folder(name), manifest.lora_hash)
 
     def children(self, name: str) -> list[str]:
-        """Adapters that name ``name`` as a parent (directly or by their dotted prefix)."""
-        return [m.name for m in self.list() if m.name != name and name in m.parents]
+        """Adapters that name ``name`` as a direct parent (recorded at their registration)."""
+        return [m.name for m in self.list_adapters() if m.name != name and name in m.parents]
 
     # -- writing ---------------------------------------------------------------------------------------
 

@@ -109,7 +109,7 @@ def flatten(
         tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = b.contiguous()
     del reference
     leaves = sorted({name.rsplit(".", 1)[-1] for name in modules})
-    config = {
+    config: dict[str, Any] = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
         "base_model_name_or_path": base_model,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from personad.errors import BadRequestError, ConflictError
 
@@ -265,12 +265,14 @@ def _parent_chain(
 def _build_peft_model(model: Any, config: TrainingConfig, registry: AdapterRegistry, chain: list[str]) -> Any:
     """``model`` wrapped by PEFT with the frozen parent chain and the fresh trainable adapter, all active."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, LoraModel, get_peft_model
     from peft.tuners.lora.layer import Linear as LoraLinear
 
     lora_config = LoraConfig(
         r=config.rank,
-        lora_alpha=config.lora_alpha,
+        # PEFT annotates lora_alpha as int but only divides by it (scaling = alpha / r), so a float alpha
+        # such as the default 2.0 * rank is honoured as given.
+        lora_alpha=config.lora_alpha,  # type: ignore[arg-type]
         lora_dropout=config.dropout,
         target_modules=list(config.targets),
         bias="none",
@@ -296,7 +298,8 @@ def _build_peft_model(model: Any, config: TrainingConfig, registry: AdapterRegis
     for parent, adapter_name in zip(chain, internal, strict=True):
         peft_model.load_adapter(str(registry.folder(parent)), adapter_name=adapter_name)
     # Every adapter in the list runs in the forward pass, each at its own alpha / r: scale 1.0 in stack terms.
-    peft_model.base_model.set_adapter([*internal, TRAIN_ADAPTER])
+    # PeftModel registers its tuner as a submodule, so its static type is only nn.Module's attribute type.
+    cast(LoraModel, peft_model.base_model).set_adapter([*internal, TRAIN_ADAPTER])
     for name, param in peft_model.named_parameters():
         param.requires_grad_(_TRAINABLE.search(name) is not None)
     return peft_model
@@ -420,7 +423,8 @@ def train_adapter(
                 if len(anchor_order) < config.batch_size:  # a fresh shuffled pass over the anchors
                     anchor_order += shuffler.sample(range(len(anchors)), len(anchors))
                 picked = [anchors[anchor_order.pop(0)] for _ in range(min(config.batch_size, len(anchors)))]
-                kl = _anchor_kl(peft_model, *(t.to(device) for t in _collate(picked, pad_id, torch)), torch)
+                a_ids, a_mask, a_labels = (t.to(device) for t in _collate(picked, pad_id, torch))
+                kl = _anchor_kl(peft_model, a_ids, a_mask, a_labels, torch)
                 anchor_losses.append(float(kl.detach()))
                 loss = loss + config.anchor_weight * kl
             optimizer.zero_grad(set_to_none=True)

@@ -54,7 +54,7 @@ async def persona_list(ctx: CommandContext, params: NoParams) -> dict[str, Any]:
     Returns `{"personas": [{id, name, model_provider, lora_adapters, capabilities, …, "process": {state, pid,
     restarts, started_at, last_exit}}]}`.
     """
-    return {"personas": [_describe(ctx, c.id) for c in ctx.daemon.persona_store.list()]}
+    return {"personas": [_describe(ctx, c.id) for c in ctx.daemon.persona_store.list_personas()]}
 
 
 async def persona_show(ctx: CommandContext, params: PersonaParams) -> dict[str, Any]:

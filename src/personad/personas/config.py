@@ -192,7 +192,7 @@ class PersonaStore:
         except ValidationError as exc:
             raise _bad_config(exc) from None
 
-    def list(self) -> list[PersonaConfig]:
+    def list_personas(self) -> list[PersonaConfig]:
         if not self.root.is_dir():
             return []
         return [self.load(p.name) for p in sorted(self.root.iterdir()) if (p / CONFIG_FILE).is_file()]

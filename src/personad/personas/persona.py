@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from personad.bus.ws_client import BusClient
-from personad.errors import BadRequestError, PersonadError, UnavailableError
+from personad.errors import BadRequestError, InternalError, PersonadError, UnavailableError
 from personad.models.base import ChatMessage, ModelProvider, ToolCall, ToolSpec, Usage
 from personad.models.registry import ProviderRegistry, load_provider_registry
 from personad.personas import command_protocol
@@ -134,14 +134,28 @@ class PersonaDaemon:
         self.started_at = time.time()
         if self.memory is not None and self._warming is None:
             # Loading the embedding model takes seconds; do it now rather than on the first message.
-            self._warming = asyncio.create_task(asyncio.to_thread(self.memory.warm))
+            self._warming = asyncio.create_task(self._warm_memory(self.memory))
         await self.bus.call("persona_ready")
         self._catch_up = asyncio.create_task(self._answer_missed(), name=f"catch-up-{self.config.id}")
+        self._catch_up.add_done_callback(self._log_failure)
         if self.config.evolve_every_s and self.memory is not None and self._evolver is None:
             self._evolver = asyncio.create_task(
                 self._evolve_periodically(self.config.evolve_every_s), name=f"evolve-{self.config.id}"
             )
         return self.get_status()
+
+    def _log_failure(self, task: asyncio.Task[None]) -> None:
+        """A background task's failure is logged when it happens, with its traceback (nobody awaits it)."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("persona %s: %s failed", self.config.id, task.get_name(), exc_info=exc)
+
+    async def _warm_memory(self, memory: PersonaMemory) -> None:
+        """Load the embedding model now rather than on the first message. Only a head start: a failure is
+        logged (with its traceback) and the first recall meets, and reports, the problem again."""
+        try:
+            await asyncio.to_thread(memory.warm)
+        except Exception:
+            log.exception("persona %s: warming its memory failed", self.config.id)
 
     def _teachable_experiences(self) -> int:
         """How many learning experiences could teach, 0 while no domain has enough to train on."""
@@ -152,19 +166,29 @@ class PersonaDaemon:
 
     async def _evolve_periodically(self, every_s: float) -> None:
         """The optional periodic evolveCapabilities: every ``every_s`` seconds, if teachable learning
-        experiences were added since the last try. A failed try is logged and kept, never fatal."""
+        experiences were added since the last try. A failed try is logged and kept in ``evolutions`` as a
+        structured error, never fatal; an unexpected one (a bug) is logged with its traceback."""
         tried_at = 0  # experiences present at the last try: the same data would train the same adapter
         while True:
             await asyncio.sleep(every_s)
-            count = await asyncio.to_thread(self._teachable_experiences)
-            if count <= tried_at:
-                continue
-            tried_at = count
+            count: int | None = None
             try:
+                count = await asyncio.to_thread(self._teachable_experiences)
+                if count <= tried_at:
+                    continue
+                tried_at = count
                 outcome: dict[str, Any] = await self.evolve_capabilities()
             except PersonadError as exc:
                 log.warning("persona %s: periodic evolve failed: %s", self.config.id, exc.message)
                 outcome = {"error": exc.to_dict()}
+            except TimeoutError:
+                timeout = _bus_timeout("persona_evolve")
+                log.warning("persona %s: periodic evolve failed: %s", self.config.id, timeout.message)
+                outcome = {"error": timeout.to_dict()}
+            except Exception as exc:  # a bug: this background task is the last place it can be seen
+                log.exception("persona %s: periodic evolve failed unexpectedly", self.config.id)
+                bug = InternalError(f"{type(exc).__name__}: {exc}", code="evolve_failed")
+                outcome = {"error": bug.to_dict()}
             self.evolutions.append({"ts": time.time(), "experiences": count, **outcome})
 
     async def _answer_missed(self) -> None:
@@ -256,15 +280,14 @@ class PersonaDaemon:
             self._catch_up.cancel()  # old asks can wait for the next start; shutting down cannot
         if self._evolver is not None:
             self._evolver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):  # the loop records its own failures
                 await self._evolver
             self._evolver = None
         if self.bus is not None:
             await self.bus.close(drain=STOP_DRAIN_SECONDS)  # let answers in flight finish and be stored
             self.bus = None
         if self._warming is not None:
-            with contextlib.suppress(Exception):
-                await self._warming
+            await self._warming  # logs its own failure
             self._warming = None
         if self.memory is not None:
             self.memory.close()
@@ -563,4 +586,10 @@ class PersonaDaemon:
             result = await self._bus().call(name, arguments)
         except PersonadError as exc:
             return {"command": name, "ok": False, "outcome": exc.to_dict()}
+        except TimeoutError:  # the bus client's wait for the answer ran out
+            return {"command": name, "ok": False, "outcome": _bus_timeout(name).to_dict()}
         return {"command": name, "ok": True, "outcome": result}
+
+
+def _bus_timeout(command: str) -> UnavailableError:
+    return UnavailableError(f"the bus gave no answer to {command!r} in time", code="command_timeout")

@@ -76,10 +76,11 @@ async def _reconnect(persona: PersonaDaemon, stopping: asyncio.Event) -> bool:
             with contextlib.suppress(asyncio.CancelledError, PersonadError):
                 await attempt
             return False
-        if attempt.exception() is None:
+        failure = attempt.exception()
+        if failure is None:
             return True
-        if not isinstance(attempt.exception(), PersonadError):
-            raise attempt.exception()  # type: ignore[misc]
+        if not isinstance(failure, PersonadError):
+            raise failure
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stopping.wait(), delay)
         delay = min(2.0, delay * 2)

@@ -260,7 +260,7 @@ class PersonaSupervisor:
         return self.status(persona_id)
 
     async def start_autostart(self) -> None:
-        for config in self.store.list():
+        for config in self.store.list_personas():
             if config.autostart:
                 try:
                     await self.start(config.id, wait=False)
@@ -268,7 +268,11 @@ class PersonaSupervisor:
                     log.exception("autostart of persona %s failed", config.id)
 
     async def close(self) -> None:
-        await asyncio.gather(*(self.stop(pid) for pid in list(self._procs)), return_exceptions=True)
+        ids = list(self._procs)
+        results = await asyncio.gather(*(self.stop(pid) for pid in ids), return_exceptions=True)
+        for persona_id, result in zip(ids, results, strict=True):
+            if isinstance(result, BaseException):  # shutting down goes on; the failure is not lost
+                log.error("stopping persona %s failed", persona_id, exc_info=result)
         if self._inference_watch is not None:
             self._inference_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -141,7 +141,7 @@ async def list_rooms(ctx: CommandContext, params: NoParams) -> dict[str, Any]:
 
     Returns `{"rooms": [{id, topic, created_by, created_at, members, joined}]}`.
     """
-    listed = ctx.daemon.rooms.list(ctx.session.id)
+    listed = ctx.daemon.rooms.list_rooms(ctx.session.id)
     # Direct rooms are private: only their members see them.
     return {"rooms": [r for r in listed if r["joined"] or not r["direct"]]}
 

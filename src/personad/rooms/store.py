@@ -141,7 +141,7 @@ class RoomStore:
             )
         return {**dict(row), "direct": bool(row["direct"])}
 
-    def list(self, session_id: str | None = None) -> list[dict[str, Any]]:
+    def list_rooms(self, session_id: str | None = None) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM members m WHERE m.room_id = r.id) AS members,"
             " EXISTS(SELECT 1 FROM members m WHERE m.room_id = r.id AND m.session_id = ?) AS joined"

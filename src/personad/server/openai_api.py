@@ -96,7 +96,7 @@ def create_router(daemon: Daemon) -> APIRouter:
     async def models() -> dict[str, Any]:
         data = [
             {"id": c.id, "object": "model", "created": int(c.created_at), "owned_by": "personad"}
-            for c in daemon.persona_store.list()
+            for c in daemon.persona_store.list_personas()
         ]
         return {"object": "list", "data": data}
 

@@ -88,9 +88,9 @@ class WebSocketConnection:
         except OSError as exc:
             # Out of file descriptors or disk: the session's files cannot be opened. Say so: try again.
             log.error("cannot open a session for %s: %s", self.client.id, exc)
-            error = UnavailableError(f"the daemon cannot open a session now ({exc.strerror}); try again")
+            busy = UnavailableError(f"the daemon cannot open a session now ({exc.strerror}); try again")
             await self.ws.send_text(
-                wire.dumps({"type": "error", "id": None, "ok": False, "error": error.to_dict()})
+                wire.dumps({"type": "error", "id": None, "ok": False, "error": busy.to_dict()})
             )
             await self.ws.close(CLOSE_TRY_AGAIN)
             return

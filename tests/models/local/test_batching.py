@@ -100,3 +100,49 @@ async def test_an_unknown_adapter_fails_only_its_request(tiny_engine: LocalEngin
     assert info.value.code == "adapter_not_found"
     _text, final = await collect(scheduler, request("hi", ["x"], max_tokens=4))
     assert final.finish_reason == "length" and final.usage.completion_tokens == 4
+
+
+async def test_close_ends_every_stream_running_or_waiting(tiny_engine: LocalEngine) -> None:
+    from personad.errors import UnavailableError
+
+    scheduler = tiny_engine.make_runner(max_batch=1)  # the second request waits behind the first
+    started = asyncio.Event()
+
+    async def running() -> None:
+        async for _event in scheduler.stream(request("first", [], max_tokens=400)):
+            started.set()
+
+    first = asyncio.create_task(running())
+    second = asyncio.create_task(collect(scheduler, request("second", [], max_tokens=4)))
+    await asyncio.wait_for(started.wait(), 10)
+    assert scheduler.waiting == 1
+    scheduler.close()
+    for task in (first, second):
+        with pytest.raises(UnavailableError) as info:
+            await asyncio.wait_for(task, 10)  # not a hang
+        assert info.value.code == "inference_unavailable"
+    with pytest.raises(UnavailableError):
+        await asyncio.wait_for(collect(scheduler, request("late", [])), 10)
+
+
+async def test_a_failure_while_admitting_fails_every_admitted_row(
+    tiny_engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sampling can raise (NaN logits make torch.multinomial fail): rows admitted with the failing one, not
+    yet in the batch, get the error too instead of waiting forever."""
+    from personad.models.local import batching
+
+    class BrokenSampler(batching._Sampler):
+        def pick(self, logits: Any) -> int:
+            raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+
+    monkeypatch.setattr(batching, "_Sampler", BrokenSampler)
+    scheduler = tiny_engine.make_runner()
+    with scheduler._cond:  # reentrant: both requests queue before the decode thread admits them together
+        tasks = [asyncio.create_task(collect(scheduler, request(t, [], max_tokens=4))) for t in ("a", "b")]
+        while scheduler.waiting < 2:
+            await asyncio.sleep(0.01)
+    for task in tasks:
+        with pytest.raises(RuntimeError, match="probability tensor"):
+            await asyncio.wait_for(task, 10)
+    scheduler.close()

@@ -20,11 +20,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from personad.errors import InvalidParamsError
+from personad.errors import InvalidParamsError, UnavailableError
 from personad.models.base import ChatRequest, Usage
 from personad.models.local.engine import GenerationEvent, LocalEngine, _Sampler
 from personad.models.local.runner import DONE, drain, threadsafe_put
@@ -100,6 +100,8 @@ class BatchScheduler:
 
         row = _Row(request=request, emit=threadsafe_put(loop, queue), cancel=threading.Event())
         with self._cond:
+            if self._closed:
+                raise _closed_error()
             self._pending.append(row)
             self._ensure_thread()
             self._cond.notify()
@@ -133,26 +135,31 @@ class BatchScheduler:
                     while not self._closed and not self._pending and not self._rows:
                         self._cond.wait()
                     if self._closed:
-                        self._fail_all(None)
+                        # Rows still waiting fail too: nothing else would ever end their streams.
+                        self._fail_all(_closed_error(), self._pending)
+                        self._pending.clear()
                         return
-                    admitted = []
+                    admitted: list[_Row] = []
                     while self._pending and len(self._rows) + len(admitted) < self.max_batch:
                         admitted.append(self._pending.popleft())
                 try:
-                    for row in admitted:
-                        self._admit(row)
+                    while admitted:
+                        self._admit(admitted[0])
+                        admitted.pop(0)
                     self._drop_finished()
                     if self._rows:
                         self._step()
                         self._drop_finished()
                 except Exception as exc:  # a bug or OOM: every row in flight gets the error, not a hang
                     log.exception("batched decode failed")
-                    self._fail_all(exc)
+                    # Admitted rows not merged into the batch yet are in flight too.
+                    self._fail_all(exc, admitted)
 
-    def _fail_all(self, exc: BaseException | None) -> None:
-        for row in self._rows:
-            if exc is not None:
-                row.emit(exc)
+    def _fail_all(self, exc: BaseException, also: Iterable[_Row] = ()) -> None:
+        rows = list(self._rows)
+        rows += [r for r in also if all(r is not other for other in rows)]
+        for row in rows:
+            row.emit(exc)
             row.emit(DONE)
         self._rows = []
         self._cache = self._mask = self._plan = self._plan_key = None
@@ -161,7 +168,11 @@ class BatchScheduler:
         manager = self.engine.adapter_manager
         if manager is None or not any(r.request.adapters for r in rows):
             return contextlib.nullcontext()
-        runtime = manager.runtime  # type: ignore[attr-defined]
+        from personad.lora.manager import LoraAdapterManager
+
+        if not isinstance(manager, LoraAdapterManager):  # rows share one gathered plan: the LoRA runtime's
+            raise TypeError(f"batched adapters need a LoraAdapterManager, not {type(manager).__name__}")
+        runtime = manager.runtime
         key = tuple(r.stack_key for r in rows)
         if key != self._plan_key:
             # Built when the batch's make-up changes (a row joins or leaves), then reused every step:
@@ -327,13 +338,19 @@ class BatchScheduler:
             self._cache = self._mask = self._plan = None
             return
         assert self._mask is not None
-        index = torch.tensor(keep, dtype=torch.long)
-        mask = self._mask[index]
+        kept = torch.tensor(keep, dtype=torch.long)
+        mask = self._mask[kept]
         live = int(torch.nonzero(mask.any(dim=0))[0])  # the first column any remaining row uses
         self._mask = mask[:, live:]
         for layer in self._cache.layers:
-            layer.keys = layer.keys[index, :, live:, :]
-            layer.values = layer.values[index, :, live:, :]
+            layer.keys = layer.keys[kept, :, live:, :]
+            layer.values = layer.values[kept, :, live:, :]
+
+
+def _closed_error() -> UnavailableError:
+    return UnavailableError(
+        "the batch scheduler was closed before the request finished", code="inference_unavailable"
+    )
 
 
 def _left_pad(tensor: Any, width: int) -> Any:

@@ -168,7 +168,9 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are plain float32 now, but the GGUF quantizer stays attached and its config entry would
     # be saved too, sending every cache load back through the slow GGUF path.
-    model.hf_quantizer = None
+    # transformers sets hf_quantizer on the model without declaring it, so mypy sees nn.Module's attribute
+    # type (Tensor | Module), which excludes None.
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out_dir, safe_serialization=True)

@@ -84,7 +84,7 @@ def build_app(token: str, engine: Any) -> FastAPI:
     async def health(request: Request) -> dict[str, Any]:
         engine = request.app.state.engine
         runner: GenerationRunner = request.app.state.runner
-        manager = getattr(engine, "adapter_manager", None)
+        describe_adapters = getattr(getattr(engine, "adapter_manager", None), "describe", None)
         return {
             "ok": True,
             "model": engine.model_id,
@@ -96,7 +96,7 @@ def build_app(token: str, engine: Any) -> FastAPI:
             "pid": os.getpid(),
             "active": getattr(runner, "active", int(runner.busy)),
             "max_batch_seen": getattr(runner, "max_rows_seen", None),
-            "adapters": manager.describe() if hasattr(manager, "describe") else None,
+            "adapters": describe_adapters() if describe_adapters is not None else None,
         }
 
     @app.post("/v1/generate")
