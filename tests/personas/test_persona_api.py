@@ -158,13 +158,15 @@ async def test_periodic_evolve_runs_when_new_experiences_arrive(persona_daemon: 
 async def test_periodic_evolve_records_timeouts_and_bugs_and_keeps_running(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A bus timeout (a plain TimeoutError from the client) and a bug used to end the trigger silently."""
+    """A bus timeout (the client's WaitTimeoutError) and a bug used to end the trigger silently."""
     import asyncio
     import logging
 
     persona = PersonaDaemon(PersonaConfig(id="learner", model_provider="fake"), provider=FakeProvider())
     counts = [4, 5, 6, 7]
-    failures: list[BaseException | None] = [TimeoutError(), KeyError("prompt"), None]
+    from personad.errors import WaitTimeoutError
+
+    failures: list[BaseException | None] = [WaitTimeoutError("no reply in time"), KeyError("prompt"), None]
 
     def teachable() -> int:
         count = counts[0]
@@ -191,19 +193,20 @@ async def test_periodic_evolve_records_timeouts_and_bugs_and_keeps_running(
         finally:
             task.cancel()
     assert [e["experiences"] for e in persona.evolutions[:3]] == [4, 5, 6]
-    assert persona.evolutions[0]["error"]["code"] == "command_timeout"
-    assert persona.evolutions[1]["error"] == {"code": "evolve_failed", "message": "KeyError: 'prompt'"}
+    assert persona.evolutions[0]["error"]["code"] == "client_timeout"
+    assert persona.evolutions[1]["error"] == {"code": "evolve_failed", "message": "KeyError: 'prompt'", "status": 500}
     assert persona.evolutions[2]["reason"] == "measured"
     bug = [r for r in caplog.records if "unexpectedly" in r.getMessage()]
     assert len(bug) == 1 and bug[0].exc_info is not None  # logged with its traceback
 
 
 async def test_a_command_the_bus_does_not_answer_in_time_is_an_observation() -> None:
+    from personad.errors import WaitTimeoutError
     from personad.models.base import ChatMessage
 
     class SlowBus:
         async def call(self, command: str, params: object = None, timeout: float = 300) -> dict[str, object]:
-            raise TimeoutError  # what BusClient.call raises when its wait runs out
+            raise WaitTimeoutError(f"no reply to {command!r} within {timeout:g} s")  # as BusClient.call does
 
     persona = PersonaDaemon(PersonaConfig(id="asker", model_provider="fake"), provider=FakeProvider())
     persona.bus = SlowBus()  # type: ignore[assignment]
@@ -212,7 +215,11 @@ async def test_a_command_the_bus_does_not_answer_in_time_is_an_observation() -> 
         {
             "command": "fs_read",
             "ok": False,
-            "outcome": {"code": "command_timeout", "message": "the bus gave no answer to 'fs_read' in time"},
+            "outcome": {
+                "code": "client_timeout",
+                "message": "no reply to 'fs_read' within 300 s",
+                "status": 504,
+            },
         }
     ]
-    assert "command_timeout" in result.text  # the model saw the failure and answered
+    assert "client_timeout" in result.text  # the model saw the failure and answered

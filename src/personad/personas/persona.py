@@ -181,10 +181,6 @@ class PersonaDaemon:
             except PersonadError as exc:
                 log.warning("persona %s: periodic evolve failed: %s", self.config.id, exc.message)
                 outcome = {"error": exc.to_dict()}
-            except TimeoutError:
-                timeout = _bus_timeout("persona_evolve")
-                log.warning("persona %s: periodic evolve failed: %s", self.config.id, timeout.message)
-                outcome = {"error": timeout.to_dict()}
             except Exception as exc:  # a bug: this background task is the last place it can be seen
                 log.exception("persona %s: periodic evolve failed unexpectedly", self.config.id)
                 bug = InternalError(f"{type(exc).__name__}: {exc}", code="evolve_failed")
@@ -586,10 +582,4 @@ class PersonaDaemon:
             result = await self._bus().call(name, arguments)
         except PersonadError as exc:
             return {"command": name, "ok": False, "outcome": exc.to_dict()}
-        except TimeoutError:  # the bus client's wait for the answer ran out
-            return {"command": name, "ok": False, "outcome": _bus_timeout(name).to_dict()}
         return {"command": name, "ok": True, "outcome": result}
-
-
-def _bus_timeout(command: str) -> UnavailableError:
-    return UnavailableError(f"the bus gave no answer to {command!r} in time", code="command_timeout")
