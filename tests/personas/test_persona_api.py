@@ -194,7 +194,11 @@ async def test_periodic_evolve_records_timeouts_and_bugs_and_keeps_running(
             task.cancel()
     assert [e["experiences"] for e in persona.evolutions[:3]] == [4, 5, 6]
     assert persona.evolutions[0]["error"]["code"] == "client_timeout"
-    assert persona.evolutions[1]["error"] == {"code": "evolve_failed", "message": "KeyError: 'prompt'", "status": 500}
+    assert persona.evolutions[1]["error"] == {
+        "code": "evolve_failed",
+        "message": "KeyError: 'prompt'",
+        "status": 500,
+    }
     assert persona.evolutions[2]["reason"] == "measured"
     bug = [r for r in caplog.records if "unexpectedly" in r.getMessage()]
     assert len(bug) == 1 and bug[0].exc_info is not None  # logged with its traceback
