@@ -15,7 +15,7 @@ from personad.bus.commands import CommandRegistry
 from personad.bus.events import EventBus
 from personad.bus.processor import CommandProcessor
 from personad.bus.sessions import Session, SessionManager
-from personad.config import Settings
+from personad.config import DEFAULT_CHROMIUM_ARGS, Settings
 from personad.errors import PersonadError
 from personad.models.registry import ProviderRegistry, load_provider_registry
 from personad.personas.config import PersonaStore
@@ -45,7 +45,9 @@ class Daemon:
         self.events = EventBus(self.sessions)
         self.processor = CommandProcessor(self, self.registry, self.events)
         self.browser = BrowserManager(
-            self.settings.browser_executable, headless=self.settings.browser_headless
+            self.settings.browser_executable,
+            headless=self.settings.browser_headless,
+            args=(*DEFAULT_CHROMIUM_ARGS, *self.settings.browser_extra_args),
         )
         self.rooms: RoomStore = RoomStore(self.home / "rooms.sqlite")
         self.persona_store = PersonaStore(self.home)
