@@ -25,7 +25,7 @@ from tests.fuzz.loopback import SinkProxy, loopback_only_chromium_args
 from tests.fuzz.names import PERSONA
 
 # Examples per (command, transport); PERSONAD_FUZZ_EXAMPLES scales a longer local run.
-EXAMPLES = int(os.environ.get("PERSONAD_FUZZ_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("PERSONAD_FUZZ_EXAMPLES", "15"))
 
 # Reproducible in CI: the seed comes from the test's name, nothing is kept between runs.
 FUZZ_SETTINGS = settings(

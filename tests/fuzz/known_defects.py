@@ -132,6 +132,14 @@ KNOWN: list[Known] = [
         ),
     ),
     Known(
+        "lora-stack-bare-names",
+        "lora_load_stack / lora_export with a bare adapter name of '' or >200 chars: the handler's"
+        " AdapterSpec()"
+        " raises pydantic ValidationError -> internal_error (lora/commands.py, lead's file)",
+        frozenset({"internal_error", "http_500"}),
+        lambda command, params, transport: command in ("lora_load_stack", "lora_export"),
+    ),
+    Known(
         "remember-null-content",
         'remember {"type": "x", "content": "null", "importance": 0.5} for a persona gets no reply (lead)',
         frozenset({"no_reply"}),

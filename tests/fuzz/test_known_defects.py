@@ -91,6 +91,20 @@ def test_lora_export_long_out_name(fuzz: Fuzz) -> None:
     ws_reply(fuzz, "lora_export", '{"stack": [], "out": "' + "o" * 300 + '"}')
 
 
+@lead("new, lora/commands.py: a bare name of '' or >200 chars in a stack: AdapterSpec() ValidationError")
+@pytest.mark.parametrize(
+    ("command", "params"),
+    [
+        ("lora_load_stack", f'{{"persona": "{PERSONA}", "adapters": [""]}}'),
+        ("lora_load_stack", f'{{"persona": "{PERSONA}", "adapters": ["{"a" * 201}"]}}'),
+        ("lora_export", '{"stack": [""], "register_as": "x"}'),
+    ],
+)
+def test_lora_stack_bare_names_are_invalid_params(fuzz: Fuzz, command: str, params: str) -> None:
+    ws_reply(fuzz, command, params)
+    http_reply(fuzz, command, params)
+
+
 @lead("brain_query: NUL in the SQL (ValueError), an int past 64 bits (OverflowError) -> internal_error")
 @pytest.mark.parametrize(
     "params",

@@ -39,7 +39,13 @@ def test_non_loopback_navigation_fails_fast_at_the_sink(fuzz: Fuzz, url: str, si
 
 
 def test_page_scripts_cannot_fetch_other_hosts(fuzz: Fuzz) -> None:
-    with open_ws(fuzz, session="loopback-check") as ws:
+    with open_ws(fuzz, session="loopback-fetch") as ws:
+        # A settled page first: a script cannot run while the page is still navigating.
+        ws.exchange(
+            '{"type":"execute_command","id":"blank","data":{"command":"browser_navigate",'
+            '"params":{"url":"about:blank"}}}',
+            "blank",
+        )
         script = "fetch('http://example.net/x').then(r => 'reached ' + r.status).catch(e => 'blocked')"
         reply = ws.exchange(
             '{"type":"execute_command","id":"js","data":{"command":"browser_js","params":{"script":'
