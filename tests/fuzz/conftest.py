@@ -87,7 +87,7 @@ class Fuzz:
         except PersonadError:
             return False  # an invalid id: the handler refuses it the same way
 
-    def defuse(self, command: str, params: Any) -> Any:
+    def defuse(self, command: str, params: Any, *, as_persona: str | None = None) -> Any:
         """Turn a call that would start real model work into one that stops short of it.
 
         Only params the command's own model accepts can reach the handler; for those the named persona is
@@ -108,7 +108,9 @@ class Fuzz:
                 params["data"] = MISSING_FILE
         elif command == "academy_train" and self._persona_exists(parsed.student):
             params["student"] = "fuzz-absent"
-        elif command in ("persona_evolve", "persona_start") and self._persona_exists(parsed.persona):
+        elif command == "persona_evolve" and self._persona_exists(parsed.persona or as_persona):
+            params["persona"] = "fuzz-absent"  # a persona session evolves itself when persona is omitted
+        elif command == "persona_start" and self._persona_exists(parsed.persona):
             params["persona"] = "fuzz-absent"
         elif command == "persona_create" and parsed.start:
             params["start"] = False

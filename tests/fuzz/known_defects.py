@@ -140,6 +140,13 @@ KNOWN: list[Known] = [
         lambda command, params, transport: command in ("lora_load_stack", "lora_export"),
     ),
     Known(
+        "file-write-parent-is-a-file",
+        "file_write 'a/b' when artifacts/a is a file: mkdir raises FileExistsError -> internal_error"
+        " (files/commands.py, lead's file)",
+        frozenset({"internal_error", "http_500"}),
+        lambda command, params, transport: command == "file_write" and "/" in str(_field(params, "path")),
+    ),
+    Known(
         "remember-null-content",
         'remember {"type": "x", "content": "null", "importance": 0.5} for a persona gets no reply (lead)',
         frozenset({"no_reply"}),

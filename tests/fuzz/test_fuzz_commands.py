@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from personad.bus.commands import CommandRegistry
 from tests.fuzz.checks import check_command_result, check_error_shape, check_no_leaks, strict_loads
-from tests.fuzz.conftest import FUZZ_SETTINGS, Fuzz, RawWs
-from tests.fuzz.known_defects import known_defect
+from tests.fuzz.conftest import FUZZ_SETTINGS, Fuzz, RawWs, open_ws
+from tests.fuzz.known_defects import Known, known_defect
+from tests.fuzz.names import PERSONA
 from tests.fuzz.strategies import confine_urls, dumps, hostile_params, valid_params
 
 
@@ -37,9 +38,11 @@ def params_for(command: str, fz: Fuzz) -> st.SearchStrategy[Any]:
     return st.one_of(valid_params(schema, fz.port), hostile_params(schema, fz.port))
 
 
-def prepare(fz: Fuzz, command: str, params: Any, transport: str) -> tuple[Any, str | None]:
+def prepare(
+    fz: Fuzz, command: str, params: Any, transport: str, as_persona: str | None = None
+) -> tuple[Any, Known | None]:
     fz.ensure_fixtures()
-    params = fz.defuse(command, confine_urls(params))
+    params = fz.defuse(command, confine_urls(params), as_persona=as_persona)
     return params, known_defect(command, params, transport)
 
 
@@ -48,12 +51,12 @@ def test_the_fuzz_covers_every_command_the_daemon_offers(fuzz: Fuzz) -> None:
     assert live == set(COMMANDS)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_ws_command_fuzz(fuzz: Fuzz, ws: RawWs, command: str) -> None:
+def _ws_fuzz(fuzz: Fuzz, ws: RawWs, command: str, as_persona: str | None = None) -> None:
     @FUZZ_SETTINGS
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
-        params, known = prepare(fuzz, command, data.draw(params_for(command, fuzz), label="params"), "ws")
+        drawn = data.draw(params_for(command, fuzz), label="params")
+        params, known = prepare(fuzz, command, drawn, "ws", as_persona)
         if known is not None and "no_reply" in known.symptoms:
             reject()  # a known hang: tracked by test_known_defects.py, not worth a timeout per example
         with_params = data.draw(st.booleans(), label="send params key") or params is not None
@@ -66,6 +69,24 @@ def test_ws_command_fuzz(fuzz: Fuzz, ws: RawWs, command: str) -> None:
         check_command_result(reply, dumps(reply), relax=known)
 
     run()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_ws_command_fuzz(fuzz: Fuzz, ws: RawWs, command: str) -> None:
+    _ws_fuzz(fuzz, ws, command)
+
+
+# Commands that need no capability decide in the handler what a persona session may do (its own brain, its
+# own stack, evolving itself): fuzz them as the persona too.
+PERSONA_SESSION_COMMANDS = [c.name for c in _registry() if c.capability is None]
+
+
+@pytest.mark.parametrize("command", PERSONA_SESSION_COMMANDS)
+def test_persona_session_command_fuzz(fuzz: Fuzz, command: str) -> None:
+    fuzz.ensure_fixtures()
+    with open_ws(fuzz, kind="persona", persona=PERSONA) as ws:
+        assert ws.welcome["data"]["kind"] == "persona"
+        _ws_fuzz(fuzz, ws, command, as_persona=PERSONA)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

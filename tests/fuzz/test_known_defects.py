@@ -105,6 +105,13 @@ def test_lora_stack_bare_names_are_invalid_params(fuzz: Fuzz, command: str, para
     http_reply(fuzz, command, params)
 
 
+@lead("new, files/commands.py: file_write 'f/x' when 'f' is a file: FileExistsError -> internal_error")
+def test_file_write_under_a_file_is_a_clear_error(fuzz: Fuzz) -> None:
+    assert ws_reply(fuzz, "file_write", '{"path": "plainfile", "content": "x"}')["ok"]
+    ws_reply(fuzz, "file_write", '{"path": "plainfile/inner", "content": ""}')
+    http_reply(fuzz, "file_write", '{"path": "plainfile/inner", "content": ""}')
+
+
 @lead("brain_query: NUL in the SQL (ValueError), an int past 64 bits (OverflowError) -> internal_error")
 @pytest.mark.parametrize(
     "params",
