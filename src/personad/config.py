@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=1 << 20, ge=1024, description="largest WS message / HTTP body")
     browser_executable: str = "/usr/bin/chromium"
     browser_headless: bool = True
+    browser_extra_args: list[str] = Field(
+        default_factory=list,
+        description="extra Chromium flags after the defaults (JSON list in the environment), e.g. a proxy",
+    )
     session_idle_seconds: float = Field(
         default=900.0, description="idle detached sessions have their browser contexts closed after this"
     )

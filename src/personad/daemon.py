@@ -17,7 +17,7 @@ from personad.bus.events import EventBus
 from personad.bus.jobs import JobManager
 from personad.bus.processor import CommandProcessor
 from personad.bus.sessions import Session, SessionManager
-from personad.config import Settings
+from personad.config import DEFAULT_CHROMIUM_ARGS, Settings
 from personad.errors import PersonadError
 from personad.models.registry import ProviderRegistry, load_provider_registry
 from personad.personas.config import PersonaStore
@@ -57,7 +57,9 @@ class Daemon:
         self.processor = CommandProcessor(self, self.registry, self.events)
         self.jobs = JobManager(self.home, self.events, max_running=self.settings.max_jobs)
         self.browser = BrowserManager(
-            self.settings.browser_executable, headless=self.settings.browser_headless
+            self.settings.browser_executable,
+            headless=self.settings.browser_headless,
+            args=(*DEFAULT_CHROMIUM_ARGS, *self.settings.browser_extra_args),
         )
         self.rooms: RoomStore = RoomStore(self.home / "rooms.sqlite")
         self.persona_store = PersonaStore(self.home)

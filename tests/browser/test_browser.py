@@ -197,3 +197,24 @@ def test_screenshot_over_http_and_cli_match_ws(shared_daemon: RunningDaemon, sit
     )
     assert result.exit_code == 0, result.output
     assert '"width": 1280' in result.output
+
+
+@pytest.mark.parametrize("script", ["\x80", "é==", "💥"])
+def test_base64_script_that_is_not_ascii_is_invalid_params(shared_daemon: RunningDaemon, script: str) -> None:
+    """Found by the fuzz suite: b64decode raises ValueError (not binascii.Error) for non-ASCII text."""
+    with shared_daemon.ws() as ws:
+        reply = ws.call("browser_js", {"script": script, "encoding": "base64"})
+        assert reply["ok"] is False and reply["error"]["code"] == "invalid_params", reply
+
+
+def test_screenshot_with_its_folder_or_name_taken_is_a_clear_error(shared_daemon: RunningDaemon) -> None:
+    """Found by the fuzz suite: a file named 'screenshots' made every later screenshot internal_error."""
+    with shared_daemon.ws(session="shot-blocked") as ws:
+        assert ws.call("file_write", {"path": "screenshots", "content": "x"})["ok"]
+        blocked = ws.call("screenshot", {"url": "about:blank"})
+        assert blocked["ok"] is False and blocked["error"]["code"] == "not_a_directory", blocked
+    with shared_daemon.ws(session="shot-folder") as ws:
+        assert ws.call("file_write", {"path": "screenshots/taken.png/inner", "content": "x"})["ok"]
+        taken = ws.call("screenshot", {"url": "about:blank", "filename": "taken.png"})
+        assert taken["ok"] is False and taken["error"]["code"] == "is_a_directory", taken
+        assert ws.call("screenshot", {"url": "about:blank", "filename": "free.png"})["ok"]

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from personad.errors import BadRequestError
+from personad.rooms.store import RoomStore, Sender
 from tests.conftest import RunningDaemon, start_daemon
 
 
@@ -106,3 +108,23 @@ def test_direct_rooms_are_private(running: RunningDaemon) -> None:
         assert sent["direct"] is True and sent["sender"]["name"] == "bob"
         ann.call("room_leave", {"room": "dm-ann-bob"})
         assert ann.call("room_join", {"room": "dm-ann-bob"})["ok"] is True  # its creator may come back
+
+
+@pytest.mark.parametrize("name", ["\ud800", "💥", "a\x00b", "UPPER"])
+def test_impossible_room_names_are_invalid_room_in_every_lookup(tmp_path: Path, name: str) -> None:
+    """Found by the fuzz suite: a lone surrogate reached sqlite3 (UnicodeEncodeError -> internal_error)."""
+    store = RoomStore(tmp_path / "rooms.sqlite")
+    sender = Sender("s1", None, "api", "S")
+    lookups = [
+        lambda: store.get(name),
+        lambda: store.join(name, sender),
+        lambda: store.leave(name, "s1"),
+        lambda: store.require_member(name, "s1"),
+    ]
+    try:
+        for lookup in lookups:
+            with pytest.raises(BadRequestError) as caught:
+                lookup()
+            assert caught.value.code == "invalid_room"
+    finally:
+        store.close()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import io
 import re
 import time
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from personad.browser.manager import SessionBrowser
 from personad.bus.commands import CommandRegistry
 from personad.bus.processor import CommandContext
-from personad.errors import BadRequestError, CommandFailedError
+from personad.errors import BadRequestError, CommandFailedError, ConflictError
 from personad.files.confine import relative_name, resolve_inside
 
 # Local files and browser-internal pages stay out of reach: a session sees the web, not the host.
@@ -121,7 +121,7 @@ async def browser_js(ctx: CommandContext, params: BrowserJsParams) -> dict[str, 
     if params.encoding == "base64":
         try:
             script = base64.b64decode(script, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error, or a non-ASCII str
             raise BadRequestError(f"script is not valid base64 UTF-8: {exc}", code="invalid_params") from None
     state = await _page(ctx)
     async with state.lock:
@@ -163,8 +163,7 @@ async def screenshot(ctx: CommandContext, params: ScreenshotParams) -> dict[str,
     if "." not in filename:
         filename = f"{filename}.{extension}"
     target = resolve_inside(root, f"screenshots/{filename}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    _write_artifact(target, data)
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
     relative = relative_name(root, target)
@@ -178,6 +177,27 @@ async def screenshot(ctx: CommandContext, params: ScreenshotParams) -> dict[str,
         "format": params.format,
         "page_url": state.page.url,
     }
+
+
+def _write_artifact(target: Path, data: bytes) -> None:
+    """Save a screenshot; a file or folder in the way (sessions write artifacts too) is a clear error."""
+    folder = target.parent
+    if folder.exists() and not folder.is_dir():
+        raise ConflictError(
+            f"artifacts/{folder.name} is a file, not a folder; move it to save screenshots",
+            code="not_a_directory",
+        )
+    if target.is_dir():
+        raise ConflictError(
+            f"screenshots/{target.name} is a folder; pick another filename", code="is_a_directory"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    except OSError as exc:
+        raise CommandFailedError(
+            f"could not save the screenshot: {exc.strerror or exc}", code="write_failed"
+        ) from None
 
 
 async def browser_console(ctx: CommandContext, params: ConsoleParams) -> dict[str, Any]:

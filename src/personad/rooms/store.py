@@ -129,6 +129,9 @@ class RoomStore:
         return self.get(room)
 
     def get(self, room: str) -> dict[str, Any]:
+        # Every lookup goes through here: a name no room can have is invalid_room, never a driver error
+        # (a lone surrogate cannot even be bound, sqlite3 raises UnicodeEncodeError).
+        validate_room_id(room)
         row = self._db.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM members m WHERE m.room_id = r.id) AS members"
             " FROM rooms r WHERE r.id = ?",
