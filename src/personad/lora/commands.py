@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,10 @@ from .stack import flatten
 CAPABILITY = "lora"
 
 
+# A bare name in a stack obeys the same bounds as AdapterSpec.name, so a bad one is invalid_params up front.
+AdapterName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class AdapterSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
@@ -56,7 +60,7 @@ class ListParams(BaseModel):
 class LoadStackParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     persona: str | None = Field(default=None, description="whose stack (a persona's own session may omit it)")
-    adapters: list[str | AdapterSpec] = Field(
+    adapters: list[AdapterName | AdapterSpec] = Field(
         max_length=32, description="the stack, applied in order: names or {name, scale}"
     )
 
@@ -95,7 +99,7 @@ class TrainParams(BaseModel):
 class ExportParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, description="an adapter: exported with its parent chain flattened")
-    stack: list[str | AdapterSpec] | None = Field(default=None, description="or an explicit stack")
+    stack: list[AdapterName | AdapterSpec] | None = Field(default=None, description="or an explicit stack")
     out: str | None = Field(default=None, description="folder in the caller's artifacts for the PEFT files")
     register_as: str | None = Field(
         default=None, description="also register the flattened stack by this name"
@@ -122,7 +126,7 @@ def _whose_stack(ctx: CommandContext, persona: str | None) -> str:
     return persona
 
 
-def _refs(items: list[str | AdapterSpec]) -> list[AdapterSpec]:
+def _refs(items: list[AdapterName | AdapterSpec]) -> list[AdapterSpec]:
     return [AdapterSpec(name=i) if isinstance(i, str) else i for i in items]
 
 
