@@ -1,7 +1,7 @@
-"""Each defect the fuzz found in code being fixed elsewhere, with its fixed failing input.
+"""Each defect the fuzz found (and the hardening issue listed), with the fixed input that once failed.
 
-``xfail(strict=False)``: they pass (XPASS) once the fix lands; then drop the marker here and the entry in
-known_defects.py, and the fuzz covers those inputs again.
+They were xfailed while the fixes were under way; every one is fixed now, so these are plain regression tests
+and known_defects.KNOWN is empty (the fuzz tolerates nothing).
 """
 
 from __future__ import annotations
@@ -18,10 +18,6 @@ from personad.errors import NotFoundError, PersonadError
 from tests.fuzz.checks import check_error_shape, check_no_leaks, strict_loads
 from tests.fuzz.conftest import Fuzz, RawWs, open_ws
 from tests.fuzz.names import PERSONA
-
-
-def lead(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=False, reason=f"known defect, being fixed by the lead: {reason}")
 
 
 def ws_reply(fuzz: Fuzz, command: str, params_json: str, timeout: float = 30) -> dict[str, Any]:
@@ -54,19 +50,16 @@ NONFINITE = [
 ]
 
 
-@lead("NaN/Infinity in or computed -> non-strict JSON out over WS (strict JSON on every transport)")
 @pytest.mark.parametrize(("command", "params"), NONFINITE)
 def test_ws_nonfinite_numbers_never_go_out(fuzz: Fuzz, command: str, params: str) -> None:
     ws_reply(fuzz, command, params)
 
 
-@lead("a lone surrogate in an HTTP body is echoed back and cannot be encoded: plain-text HTTP 500")
 @pytest.mark.parametrize(("command", "params"), [("ping", '{"echo": "\\ud800"}')])
 def test_http_lone_surrogate_echo(fuzz: Fuzz, command: str, params: str) -> None:
     http_reply(fuzz, command, params)
 
 
-@lead("file_write with non-ASCII base64 content: ValueError -> internal_error")
 @pytest.mark.parametrize("content", ["\\u0080", "\\u00e9==", "💥"])
 def test_file_write_invalid_base64(fuzz: Fuzz, content: str) -> None:
     params = f'{{"path": "b.bin", "content": "{content}", "encoding": "base64"}}'
@@ -77,7 +70,6 @@ def test_file_write_invalid_base64(fuzz: Fuzz, content: str) -> None:
 NAMES = ["x" * 300, "d/" + "y" * 256]
 
 
-@lead("file names over 255 bytes: OSError ENAMETOOLONG -> internal_error")
 @pytest.mark.parametrize("command", ["file_write", "file_read", "file_list"])
 @pytest.mark.parametrize("name", NAMES)
 def test_file_names(fuzz: Fuzz, command: str, name: str) -> None:
@@ -86,12 +78,10 @@ def test_file_names(fuzz: Fuzz, command: str, name: str) -> None:
     http_reply(fuzz, command, params)
 
 
-@lead("lora_export 'out' with a >255-byte name: OSError -> internal_error (same confine fix)")
 def test_lora_export_long_out_name(fuzz: Fuzz) -> None:
     ws_reply(fuzz, "lora_export", '{"stack": [], "out": "' + "o" * 300 + '"}')
 
 
-@lead("new, lora/commands.py: a bare name of '' or >200 chars in a stack: AdapterSpec() ValidationError")
 @pytest.mark.parametrize(
     ("command", "params"),
     [
@@ -105,14 +95,12 @@ def test_lora_stack_bare_names_are_invalid_params(fuzz: Fuzz, command: str, para
     http_reply(fuzz, command, params)
 
 
-@lead("new, files/commands.py: file_write 'f/x' when 'f' is a file: FileExistsError -> internal_error")
 def test_file_write_under_a_file_is_a_clear_error(fuzz: Fuzz) -> None:
     assert ws_reply(fuzz, "file_write", '{"path": "plainfile", "content": "x"}')["ok"]
     ws_reply(fuzz, "file_write", '{"path": "plainfile/inner", "content": ""}')
     http_reply(fuzz, "file_write", '{"path": "plainfile/inner", "content": ""}')
 
 
-@lead("brain_query: NUL in the SQL (ValueError), an int past 64 bits (OverflowError) -> internal_error")
 @pytest.mark.parametrize(
     "params",
     [
@@ -126,19 +114,16 @@ def test_brain_query_bindings(fuzz: Fuzz, params: str) -> None:
     http_reply(fuzz, "brain_query", params)
 
 
-@lead('remember {"type": "x", "content": "null", "importance": 0.5} for a persona: no reply')
 def test_remember_null_content_is_answered(fuzz: Fuzz) -> None:
     memory = '{"type": "x", "content": "null", "importance": 0.5}'
     ws_reply(fuzz, "remember", f'{{"persona": "{PERSONA}", "memory": {memory}}}', timeout=60)
 
 
-@lead("recall with emoji / surrogate queries: no reply")
 @pytest.mark.parametrize("query", ["💥", "\\ud83d\\udca5 boom", "\\ud800"])
 def test_recall_astral_queries_are_answered(fuzz: Fuzz, query: str) -> None:
     ws_reply(fuzz, "recall", f'{{"persona": "{PERSONA}", "query": "{query}"}}', timeout=60)
 
 
-@lead("errors lose their class over WS: BusClient raises a bare PersonadError (no status)")
 def test_bus_client_errors_keep_their_class(fuzz: Fuzz) -> None:
     async def call() -> PersonadError:
         client = BusClient(fuzz.rd.url, fuzz.rd.token)
@@ -163,7 +148,6 @@ HUGE_INT = '{"type": "ping", "id": "h", "data": ' + "1" * 5000 + "}"
 DEEP = '{"type": "ping", "id": "d", "data": ' + "[" * 100_000 + "]" * 100_000 + "}"
 
 
-@lead("WS: a 5000-digit int or 100k-deep nesting escapes _dispatch (ValueError/RecursionError)")
 @pytest.mark.parametrize("frame", [HUGE_INT, DEEP], ids=["huge-int", "deep"])
 def test_ws_frames_python_json_cannot_parse(fuzz: Fuzz, frame: str) -> None:
     with open_ws(fuzz, session="fuzz-known") as ws:
@@ -173,7 +157,6 @@ def test_ws_frames_python_json_cannot_parse(fuzz: Fuzz, frame: str) -> None:
         RawWs.assert_alive(ws)
 
 
-@lead("HTTP: a 5000-digit int or 100k-deep nesting in the body -> 500 instead of 400 invalid_json")
 @pytest.mark.parametrize(
     "body",
     ['{"echo": ' + "1" * 5000 + "}", '{"echo": ' + "[" * 100_000 + "]" * 100_000 + "}"],
