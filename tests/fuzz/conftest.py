@@ -120,7 +120,9 @@ class Fuzz:
 HEAVY = ("lora_train", "academy_train", "persona_evolve", "persona_start", "persona_create")
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: its tripwires patch the persona supervisor and the job runner, and must be
+# gone before the rest of the suite starts real personas.
+@pytest.fixture(scope="package")
 def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
     sink = SinkProxy()
     tripwire = Tripwire()
