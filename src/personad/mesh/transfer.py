@@ -1,0 +1,191 @@
+"""Downloading one adapter torrent from its seeders (a swarm), resumable across restarts.
+
+libtorrent fetches the metadata from the seeders (``ut_metadata``), then pieces from all of them at once,
+checking each against the torrent's SHA-256 merkle tree. Resume data is saved every second, so a daemon
+killed mid-download continues where it stopped; without it, libtorrent re-checks what is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import libtorrent as lt
+
+from .engine import TorrentEngine, parse_addr
+from .errors import TransferFailedError
+from .store import MeshStore
+
+log = logging.getLogger(__name__)
+
+STALL_TIMEOUT_S = 60.0
+RESUME_EVERY_S = 1.0
+RECONNECT_EVERY_S = 2.0
+# Added torrents start paused and auto-managed (queued behind others): a mesh transfer starts at once.
+_QUEUED = lt.torrent_flags.auto_managed | lt.torrent_flags.paused
+
+
+@dataclass
+class TransferReport:
+    info_hash: str
+    size: int
+    seconds: float
+    from_peers: dict[str, int] = field(default_factory=dict)  # addr -> payload bytes received
+    resumed_bytes: int = 0  # already on disk when this transfer started
+    hash_failures: int = 0
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def seed(engine: TorrentEngine, store: MeshStore, info_hash: str) -> Any:
+    """Start seeding a complete torrent from the store (files checked against the torrent first)."""
+    existing = engine.find(info_hash)
+    if existing is not None:
+        return existing
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(store.torrent_path(info_hash).read_bytes())
+    params.save_path = str(store.folder(info_hash))
+    params.flags = (params.flags | lt.torrent_flags.seed_mode) & ~_QUEUED
+    return engine.session.add_torrent(params)
+
+
+def _params(store: MeshStore, info_hash: str) -> Any:
+    resume = store.resume_path(info_hash)
+    if resume.is_file():
+        with contextlib.suppress(Exception):  # a torn resume file: start over, libtorrent re-checks the disk
+            params = lt.read_resume_data(resume.read_bytes())
+            params.save_path = str(store.folder(info_hash))
+            params.flags &= ~_QUEUED
+            return params
+    params = lt.add_torrent_params()
+    params.info_hashes = lt.info_hash_t(lt.sha256_hash(bytes.fromhex(info_hash)))
+    params.save_path = str(store.folder(info_hash))
+    params.name = info_hash
+    params.flags &= ~_QUEUED
+    return params
+
+
+async def download(
+    engine: TorrentEngine,
+    store: MeshStore,
+    info_hash: str,
+    seeders: Sequence[str],
+    *,
+    progress: Progress | None = None,
+    stall_timeout_s: float = STALL_TIMEOUT_S,
+) -> TransferReport:
+    """Fetch ``info_hash`` from ``seeders`` (``host:port``) into the store; returns who sent what."""
+    store.folder(info_hash).mkdir(parents=True, exist_ok=True)
+    handle = engine.find(info_hash)
+    if handle is None:
+        handle = engine.session.add_torrent(_params(store, info_hash))
+    report = TransferReport(info_hash, 0, 0.0)
+    failures: list[int] = []
+    resume_ready: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def on_alert(alert: Any) -> None:
+        if isinstance(alert, lt.hash_failed_alert):
+            failures.append(int(alert.piece_index))
+        elif isinstance(alert, lt.save_resume_data_alert):
+            resume_ready.put_nowait(lt.write_resume_data_buf(alert.params))
+
+    unsubscribe = engine.on_torrent(info_hash, on_alert)
+    started = time.perf_counter()
+    last_change, last_done = time.monotonic(), -1
+    last_resume = last_connect = 0.0
+    initial = handle.status()
+    if initial.has_metadata:  # added from resume data: what it already has is what a restart saved
+        report.resumed_bytes = int(initial.total_wanted_done)
+    try:
+        while True:
+            status = handle.status()
+            now = time.monotonic()
+            if now - last_connect >= RECONNECT_EVERY_S and status.num_peers < len(seeders):
+                for addr in seeders:
+                    with contextlib.suppress(Exception):
+                        handle.connect_peer(parse_addr(addr))
+                last_connect = now
+            with contextlib.suppress(RuntimeError):
+                for peer in handle.get_peer_info():
+                    key = f"{peer.ip[0]}:{peer.ip[1]}"
+                    report.from_peers[key] = max(report.from_peers.get(key, 0), int(peer.total_download))
+            done = int(status.total_wanted_done)
+            if done != last_done:
+                last_done, last_change = done, now
+                if progress is not None and status.has_metadata:
+                    progress(
+                        {
+                            "info_hash": info_hash,
+                            "done": done,
+                            "total": int(status.total_wanted),
+                            "progress": round(float(status.progress), 4),
+                            "peers": int(status.num_peers),
+                            "rate": int(status.download_payload_rate),
+                        }
+                    )
+            if status.has_metadata and status.is_finished and status.total_wanted_done == status.total_wanted:
+                report.size = int(status.total_wanted)
+                break
+            if now - last_change > stall_timeout_s:
+                raise TransferFailedError(
+                    f"no data for {info_hash[:16]} from {len(seeders)} seeders in {stall_timeout_s:.0f} s;"
+                    " are they still online? (`personad mesh peers`)",
+                )
+            if now - last_resume >= RESUME_EVERY_S and status.has_metadata:
+                handle.save_resume_data(lt.torrent_handle.save_info_dict)
+                last_resume = now
+            while not resume_ready.empty():
+                _write_resume(store, info_hash, resume_ready.get_nowait())
+            await asyncio.sleep(0.05)
+    finally:
+        unsubscribe()
+    report.seconds = time.perf_counter() - started
+    report.hash_failures = len(failures)
+    # The .torrent with its piece layers, from libtorrent's own record: what we seed from after a restart.
+    unsubscribe = engine.on_torrent(info_hash, on_alert)
+    try:
+        while not resume_ready.empty():
+            resume_ready.get_nowait()
+        handle.save_resume_data(lt.torrent_handle.save_info_dict)
+        data = await asyncio.wait_for(resume_ready.get(), 10.0)
+    finally:
+        unsubscribe()
+    params = lt.read_resume_data(data)
+    store.torrent_path(info_hash).write_bytes(lt.bencode(lt.write_torrent_file(params)))
+    return report
+
+
+def _write_resume(store: MeshStore, info_hash: str, data: bytes) -> None:
+    path = store.resume_path(info_hash)
+    tmp = path.with_suffix(".resume.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def file_names(handle: Any) -> list[str]:
+    """The files of a torrent, relative to its top folder (``<adapter>/<file>`` → ``<file>``); symlinks
+    and executables are listed by a name that cannot pass the allowed-files check."""
+    files = handle.torrent_file().layout()
+    names = []
+    for index in range(files.num_files()):
+        flags = files.file_flags(index)
+        if flags & lt.file_storage.flag_pad_file:
+            continue
+        path = files.file_path(index)
+        name = path.split("/", 1)[1] if "/" in path else path
+        if flags & (lt.file_storage.flag_symlink | lt.file_storage.flag_executable):
+            name = f"{name} (symlink or executable)"
+        names.append(name)
+    return names
+
+
+def remove(engine: TorrentEngine, info_hash: str) -> None:
+    handle = engine.find(info_hash)
+    if handle is not None:
+        engine.session.remove_torrent(handle)
