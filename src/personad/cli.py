@@ -52,14 +52,34 @@ def main() -> None:
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-def serve(home: Path, host: str, port: int, token: str | None, log_level: str) -> None:
+@click.option("--mesh/--no-mesh", default=None, help="join the mesh (env PERSONAD_MESH); off by default")
+@click.option(
+    "--mesh-listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="the mesh's address (env PERSONAD_MESH_LISTEN; default 127.0.0.1:0, loopback only)",
+)
+@click.option("--mesh-name", default=None, help="this node's name on the mesh (env PERSONAD_MESH_NAME)")
+def serve(
+    home: Path,
+    host: str,
+    port: int,
+    token: str | None,
+    log_level: str,
+    mesh: bool | None,
+    mesh_listen: str | None,
+    mesh_name: str | None,
+) -> None:
     """Run the daemon in the foreground until SIGINT/SIGTERM."""
     from personad.daemon import Daemon
     from personad.server.serve import serve as run_server
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings(home=home, host=host, port=port, token=token)
+        given: dict[str, Any] = {"mesh": mesh, "mesh_listen": mesh_listen, "mesh_name": mesh_name}
+        settings = Settings(
+            home=home, host=host, port=port, token=token, **{k: v for k, v in given.items() if v is not None}
+        )
     except ValueError as exc:
         _fail(BadRequestError(str(exc)))
     try:
@@ -231,6 +251,9 @@ def _register_persona_verbs() -> None:
     from personad import cli_academy
 
     cli_academy.register(main, home_option, _fail)
+    from personad import cli_mesh
+
+    cli_mesh.register(main, home_option, _fail)
 
 
 _register_persona_verbs()

@@ -43,6 +43,20 @@ class Settings(BaseSettings):
     preload_embedder: bool = Field(
         default=True, description="load the brain's embedding model at start (when any persona exists)"
     )
+    mesh: bool = Field(default=False, description="join the mesh: share and acquire adapters with peers")
+    mesh_listen: str = Field(
+        default="127.0.0.1:0",
+        description="host:port of the mesh's libtorrent session (DHT on UDP, BitTorrent on TCP); port 0"
+        " reuses the last port this home had, else picks one; loopback unless you bind elsewhere",
+    )
+    mesh_name: str = Field(default="", max_length=64, description="how this node is shown to peers")
+    mesh_base_model_sha256: str | None = Field(
+        default=None, description="the base model adapters must match (default: the local model's GGUF)"
+    )
+    mesh_replicate: bool = Field(default=True, description="fetch and seed skills in demand on the mesh")
+    mesh_download_limit: int = Field(default=0, ge=0, description="bytes/s for mesh downloads; 0 = none")
+    mesh_upload_limit: int = Field(default=0, ge=0, description="bytes/s for mesh uploads; 0 = none")
+    mesh_poll_s: float = Field(default=1.0, gt=0, le=60, description="seconds between directory reads")
     default_room: str = "general"
     default_persona: str | None = Field(
         default="assistant", description="created on first start (local model, autostart); empty to skip"

@@ -19,6 +19,7 @@ from personad.bus.processor import CommandProcessor
 from personad.bus.sessions import Session, SessionManager
 from personad.config import DEFAULT_CHROMIUM_ARGS, Settings
 from personad.errors import PersonadError
+from personad.mesh.service import MeshService
 from personad.models.registry import ProviderRegistry, load_provider_registry
 from personad.personas.config import PersonaStore
 from personad.personas.supervisor import PersonaSupervisor
@@ -64,6 +65,7 @@ class Daemon:
         self.rooms: RoomStore = RoomStore(self.home / "rooms.sqlite")
         self.persona_store = PersonaStore(self.home)
         self.personas = PersonaSupervisor(self)
+        self.mesh = MeshService(self)
         self._providers: ProviderRegistry | None = None
         self._brains: dict[str, Brain] = {}
         self.sessions.on_close(self._release_session)
@@ -100,6 +102,7 @@ class Daemon:
             # Loading the embedding model takes seconds (torch, then MiniLM); doing it now keeps the first
             # remember/recall from stalling for that long.
             threading.Thread(target=_warm_embedder, name="embedder-warmup", daemon=True).start()
+        await self.mesh.start()
         await self.personas.start_autostart()
 
     def brain(self, persona_id: str) -> Brain:
@@ -129,6 +132,7 @@ class Daemon:
 
     async def stop(self) -> None:
         await self.jobs.close()
+        await self.mesh.close()
         await self.personas.close()
         for persona_id in list(self._brains):
             self.forget_brain(persona_id)

@@ -11,7 +11,6 @@ from typing import Any
 
 from personad.lora.registry import AdapterRegistry
 from personad.mesh.node import MeshConfig, MeshNode
-
 from tests.lora.helpers import random_peft_adapter, tiny_model
 
 #: The tiny test model's stand-in for a base model's sha256 (announcements carry 64 hex digits).

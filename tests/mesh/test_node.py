@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
 from personad.lora.registry import AdapterRegistry
@@ -29,7 +28,7 @@ def logits(model: Any, home: Path, adapter: str) -> torch.Tensor:
 
 async def test_three_nodes_share_a_chain(tmp_path: Path) -> None:
     nodes = await mesh_of(tmp_path, ["a", "b", "c"])
-    (a, _), (b, b_events), (c, c_events) = nodes
+    (a, _), (b, _), (c, c_events) = nodes
     try:
         model = register_chain(a.home, tmp_path, CHAIN)
         for name in CHAIN:

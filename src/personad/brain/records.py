@@ -116,6 +116,24 @@ def use_skill(conn: Any, skill: Any) -> dict[str, Any]:
     return get_skill(conn, skill)
 
 
+def use_skills_with_hashes(conn: Any, lora_hashes: Any) -> int:
+    """Count one use of every skill whose adapter (by ``lora_hash``) answered a request; returns how many."""
+    hashes = [h for h in lora_hashes if isinstance(h, str) and h]
+    if not hashes:
+        return 0
+    marks = ",".join("?" * len(hashes))
+    cursor = conn.execute(
+        f"UPDATE skills SET usage_count = usage_count + 1 WHERE lora_hash IN ({marks})", tuple(hashes)
+    )
+    return int(cursor.rowcount)
+
+
+def usage_by_hash(conn: Any) -> dict[str, int]:
+    """Total uses per adapter ``lora_hash`` over all skills."""
+    rows = _all(conn, "SELECT lora_hash, SUM(usage_count) AS uses FROM skills GROUP BY lora_hash")
+    return {row["lora_hash"]: int(row["uses"] or 0) for row in rows}
+
+
 def list_skills(conn: Any) -> list[dict[str, Any]]:
     """All skills, most effective first."""
     rows = _all(conn, "SELECT * FROM skills ORDER BY effectiveness DESC, skill_id")

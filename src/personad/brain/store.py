@@ -489,6 +489,14 @@ class Brain:
         """Count one use of a skill (NotFoundError if unknown)."""
         return self._write(records.use_skill, skill)
 
+    def use_skills_with_hashes(self, lora_hashes: list[str]) -> int:
+        """Count one use of each skill whose adapter (``lora_hash``) was in the stack that answered."""
+        return int(self._write(records.use_skills_with_hashes, lora_hashes))
+
+    def skill_usage_by_hash(self) -> dict[str, int]:
+        """Uses per adapter ``lora_hash`` (the mesh's demand counts these)."""
+        return dict(self._read(records.usage_by_hash))
+
     def skills(self) -> list[dict[str, Any]]:
         """All skills, most effective first."""
         return self._read(records.list_skills)

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "personad.brain.commands",
     "personad.lora.commands",
     "personad.academy.commands",
+    "personad.mesh.commands",
 )
 
 

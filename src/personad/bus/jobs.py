@@ -212,9 +212,17 @@ class JobManager:
         self.events.publish(event, job.describe(), to=[job.session_id])
 
     def start(
-        self, command: str, work: Work, *, session_id: str, client_id: str | None = None, title: str = ""
+        self,
+        command: str,
+        work: Work,
+        *,
+        session_id: str,
+        client_id: str | None = None,
+        title: str = "",
+        exclusive: bool = True,
     ) -> Job:
-        """Queue ``work`` as a job of ``session_id``; it starts when a slot is free. Returns the job."""
+        """Queue ``work`` as a job of ``session_id``; it starts when a slot is free (at once when not
+        ``exclusive``: transfers wait on the network, not the CPU). Returns the job."""
         job = Job(
             id=f"job_{secrets.token_hex(8)}",
             command=command,
@@ -225,13 +233,13 @@ class JobManager:
         self._jobs[job.id] = job
         self._prune()
         self.save(job)
-        job.task = asyncio.create_task(self._run(job, work), name=f"personad-{job.id}")
+        job.task = asyncio.create_task(self._run(job, work, exclusive), name=f"personad-{job.id}")
         self.publish(job, "job_started")
         return job
 
-    async def _run(self, job: Job, work: Work) -> None:
+    async def _run(self, job: Job, work: Work, exclusive: bool = True) -> None:
         try:
-            async with self._slots:
+            async with self._slots if exclusive else contextlib.nullcontext():
                 job.state = "running"
                 job.started_at = time.time()
                 self.save(job)

@@ -35,10 +35,15 @@ class CommandContext:
     request_id: str | None = None
     command: str = ""
 
-    def start_job(self, work: Work, *, title: str = "") -> dict[str, Any]:
+    def start_job(self, work: Work, *, title: str = "", exclusive: bool = True) -> dict[str, Any]:
         """Hand long ``work`` to the daemon's jobs; the command then returns ``{"job": {...}}`` at once."""
         job = self.daemon.jobs.start(
-            self.command, work, session_id=self.session.id, client_id=self.client_id, title=title
+            self.command,
+            work,
+            session_id=self.session.id,
+            client_id=self.client_id,
+            title=title,
+            exclusive=exclusive,
         )
         return {"job": job.describe()}
 

@@ -28,7 +28,9 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def canonical(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode()
 
 
 @dataclass(frozen=True)

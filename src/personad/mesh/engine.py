@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import libtorrent as lt
 
@@ -101,8 +101,17 @@ def parse_addr(addr: str) -> tuple[str, int]:
 class TorrentEngine:
     """The daemon's libtorrent session and its alert pump."""
 
-    def __init__(self, listen: str) -> None:
-        self.session = lt.session(session_settings(listen))
+    def __init__(self, listen: str, *, download_limit: int = 0, upload_limit: int = 0) -> None:
+        settings = session_settings(listen)
+        # A limit the user sets holds for peers on the local network too (libtorrent exempts them by default).
+        settings.update(
+            {
+                "download_rate_limit": download_limit,
+                "upload_rate_limit": upload_limit,
+                "ignore_limits_on_local_network": False,
+            }
+        )
+        self.session = lt.session(settings)  # type: ignore[call-overload]  # the stubs lack the dict form
         self._gets: dict[tuple[bytes, bytes], list[tuple[asyncio.Future[DhtItem | None], list[DhtItem]]]] = (
             defaultdict(list)
         )
@@ -129,12 +138,11 @@ class TorrentEngine:
                 if not future.done():
                     future.set_result(None)
         for puts in self._puts.values():
-            for fut in puts:
-                if not fut.done():
-                    fut.set_result(0)
-        # The session's destructor joins libtorrent's threads: off the loop.
-        session, self.session = self.session, None  # type: ignore[assignment]
-        await asyncio.to_thread(_abort, session)
+            for put in puts:
+                if not put.done():
+                    put.set_result(0)
+        # Pausing closes the connections and stops the DHT; the session itself goes with this object.
+        await asyncio.to_thread(self.session.pause)
 
     # -- DHT ---------------------------------------------------------------------------------------
 
@@ -194,7 +202,7 @@ class TorrentEngine:
     def _dispatch(self, alert: Any) -> None:
         if isinstance(alert, lt.dht_mutable_item_alert):
             key = (bytes(alert.key), bytes(alert.salt))
-            value = value_bytes(bytes(alert.item))
+            value = value_bytes(cast(bytes, alert.item))  # the binding hands over the bencoded bytes
             if value is None:  # not one of ours (we only put byte strings)
                 return
             item = DhtItem(value, int(alert.seq))
@@ -205,9 +213,9 @@ class TorrentEngine:
             return
         if isinstance(alert, lt.dht_put_alert):
             key = (bytes(alert.public_key), bytes(alert.salt))
-            for future in self._puts.get(key, []):
-                if not future.done():
-                    future.set_result(int(alert.num_success))
+            for put in self._puts.get(key, []):
+                if not put.done():
+                    put.set_result(int(alert.num_success))
             return
         if isinstance(alert, lt.torrent_alert):
             with contextlib.suppress(RuntimeError):
@@ -222,12 +230,6 @@ class TorrentEngine:
 def _sha1_or_v2(info_hash: str) -> Any:
     """libtorrent finds torrents by the truncated v2 hash for v2/hybrid torrents."""
     return lt.sha1_hash(bytes.fromhex(info_hash)[:20])
-
-
-def _abort(session: Any) -> None:
-    with contextlib.suppress(Exception):
-        session.pause()
-    del session
 
 
 def ensure_private_dir(path: Path) -> Path:

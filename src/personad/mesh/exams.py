@@ -126,7 +126,9 @@ def _local_engine() -> Any:
 async def _probe_kl_exam(request: ExamRequest) -> ExamResult:
     def run() -> float:
         engine = _local_engine()
-        return probe_kl(engine.model, engine.tokenizer, request.registry_root, request.adapter, engine.base_sha256)
+        return probe_kl(
+            engine.model, engine.tokenizer, request.registry_root, request.adapter, engine.base_sha256
+        )
 
     value = await asyncio.to_thread(run)
     return ExamResult(round(value, 6), tolerance=1e-3)

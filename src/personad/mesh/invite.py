@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -58,7 +57,9 @@ class Invite:
             data = json.loads(raw)
             invite = cls(str(data["a"]), str(data["k"]), bytes.fromhex(data["s"]), float(data["e"]))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            raise InviteInvalidError("the invite code is damaged; copy it again from `personad mesh invite`")
+            raise InviteInvalidError(
+                "the invite code is damaged; copy it again from `personad mesh invite`"
+            ) from None
         if len(invite.node) != 64 or len(invite.secret) != 16 or ":" not in invite.addr:
             raise InviteInvalidError("the invite code is damaged; copy it again from `personad mesh invite`")
         if invite.expires < time.time():
@@ -96,7 +97,11 @@ class InviteBook:
     def create(self, addr: str, node: str, ttl_s: float = DEFAULT_TTL_S) -> Invite:
         invite = Invite(addr, node, secrets.token_bytes(16), time.time() + ttl_s)
         data = self._read()
-        data[_digest(invite.secret)] = {"secret": invite.secret.hex(), "expires": invite.expires, "used_by": ""}
+        data[_digest(invite.secret)] = {
+            "secret": invite.secret.hex(),
+            "expires": invite.expires,
+            "used_by": "",
+        }
         self._write(data)
         return invite
 
@@ -122,7 +127,3 @@ class InviteBook:
 
 def _digest(secret: bytes) -> str:
     return hashlib.sha256(secret).hexdigest()[:32]
-
-
-def fresh_secret() -> bytes:
-    return os.urandom(16)

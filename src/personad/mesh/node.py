@@ -76,6 +76,8 @@ class MeshConfig:
     poll_s: float = 1.0
     refresh_s: float = 600.0
     replicate: bool = True
+    download_limit: int = 0  # bytes/s, 0 = none
+    upload_limit: int = 0
 
 
 @dataclass
@@ -91,7 +93,7 @@ class Known:
 
 
 def demand_score(loads: int, acquires: int) -> float:
-    """Demand from use: 1 − exp(−(loads + acquires) / 20); 0.7 is about 24 uses, 0.8 about 32."""
+    """Demand from use: 1 - exp(-(loads + acquires) / 20); 0.7 is about 24 uses, 0.8 about 32."""
     return 1.0 - math.exp(-(loads + acquires) / DEMAND_SCALE)
 
 
@@ -146,14 +148,21 @@ class MeshNode:
         return self.engine
 
     async def start(self) -> None:
-        self.engine = TorrentEngine(self.config.listen)
+        self.engine = TorrentEngine(
+            _listen(self.config.listen, self.dir / "port"),
+            download_limit=self.config.download_limit,
+            upload_limit=self.config.upload_limit,
+        )
         self.engine.start()
+        (self.dir / "port").write_text(f"{self.engine.port}\n", encoding="utf-8")
         for peer in self.trust.peers():
             if peer.addr and peer.trusted:
                 self.engine.add_dht_node(peer.addr)
         for info_hash in self.store.seeded():
             with contextlib.suppress(Exception):  # a damaged store entry is skipped, not fatal
-                ann = Announcement.from_bytes((self.store.folder(info_hash) / "announcement.json").read_bytes())
+                ann = Announcement.from_bytes(
+                    (self.store.folder(info_hash) / "announcement.json").read_bytes()
+                )
                 self.own[info_hash] = ann
                 transfer.seed(self.engine, self.store, info_hash)
         self._task = asyncio.create_task(self._run(), name="mesh-node")
@@ -231,7 +240,7 @@ class MeshNode:
                 ok = False
             if not ok or node == self.node_id or not self.invites.mark_used(invite.secret, node):
                 continue
-            peer, new = self.trust.add(node, addr=addr, via="join")
+            _, new = self.trust.add(node, addr=addr, via="join")
             engine.add_dht_node(addr)
             self._dirty = True
             if new:
@@ -351,9 +360,9 @@ class MeshNode:
             for entry in parse_seeds_page(page.value) if page else []:
                 listed.add(entry.info_hash)
                 await self._consider_entry(peer, entry)
-        for known in self.directory.values():
-            if peer.node in known.seeders and known.announcement.info_hash not in listed:
-                del known.seeders[peer.node]  # it stopped seeding
+        for listing in self.directory.values():
+            if peer.node in listing.seeders and listing.announcement.info_hash not in listed:
+                del listing.seeders[peer.node]  # it stopped seeding
 
     async def _consider_entry(self, peer: Peer, entry: SeedEntry) -> None:
         known = self.directory.get(entry.info_hash)
@@ -426,7 +435,9 @@ class MeshNode:
         if self.trust.retired(peer.node):
             return
         self.trust.retire(peer.node, new_node)
-        successor, created = self.trust.add(new_node, addr=peer.addr, name=peer.name, via=f"rotated:{peer.node[:16]}")
+        successor, created = self.trust.add(
+            new_node, addr=peer.addr, name=peer.name, via=f"rotated:{peer.node[:16]}"
+        )
         if created:
             successor.score = peer.score
         for known in list(self.directory.values()):
@@ -612,7 +623,13 @@ class MeshNode:
         self.directory.pop(ann.info_hash, None)
         self._emit(
             "mesh_skill_rejected",
-            {**_summary(ann), "code": error.code, "message": error.message, "trust": scores, "stage": "acquire"},
+            {
+                **_summary(ann),
+                "code": error.code,
+                "message": error.message,
+                "trust": scores,
+                "stage": "acquire",
+            },
         )
 
     # -- replication ---------------------------------------------------------------------------------
@@ -662,6 +679,23 @@ class MeshNode:
             )
         return rows
 
+    def seed_stats(self) -> list[dict[str, Any]]:
+        """Per torrent we seed: payload bytes uploaded to peers since this start (libtorrent's count)."""
+        engine = self._engine()
+        rows = []
+        for info_hash, ann in sorted(self.own.items(), key=lambda kv: kv[1].adapter):
+            handle = engine.find(info_hash)
+            status = handle.status() if handle is not None else None
+            rows.append(
+                {
+                    "adapter": ann.adapter,
+                    "info_hash": info_hash,
+                    "uploaded": int(status.total_payload_upload) if status is not None else 0,
+                    "peers": int(status.num_peers) if status is not None else 0,
+                }
+            )
+        return rows
+
     def status(self) -> dict[str, Any]:
         return {
             "enabled": True,
@@ -672,11 +706,22 @@ class MeshNode:
             "trusted_peers": len(self.trust.trusted()),
             "skills_known": len(self.directory),
             "seeding": sorted(a.adapter for a in self.own.values()),
+            "seeds": self.seed_stats(),
             "downloading": sorted(self._acquiring),
             "rejected": {ih: e.code for ih, e in self.rejected.items()},
             "base_model_sha256": self.config.base_model_sha256,
             "personas": self.persona_status,
         }
+
+
+def _listen(listen: str, port_file: Path) -> str:
+    """``host:0`` becomes the port this home listened on last time, so peers find it again after a
+    restart (libtorrent moves on to a free port if that one is taken)."""
+    host, _, port = listen.rpartition(":")
+    if port == "0" and port_file.exists():
+        with contextlib.suppress(ValueError):
+            return f"{host}:{int(port_file.read_text(encoding='utf-8').strip())}"
+    return listen
 
 
 def _summary(ann: Announcement) -> dict[str, Any]:
@@ -696,7 +741,7 @@ def _summary(ann: Announcement) -> dict[str, Any]:
 
 def _announced_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """What of a manifest's metrics an announcement carries: the measured ones that fit a DHT item."""
-    keep = {}
+    keep: dict[str, Any] = {}
     for key in ("effectiveness", "exam", "ci", "n", "probe_kl"):
         if key in metrics:
             keep[key] = metrics[key]

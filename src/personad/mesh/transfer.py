@@ -157,7 +157,8 @@ async def download(
     finally:
         unsubscribe()
     params = lt.read_resume_data(data)
-    store.torrent_path(info_hash).write_bytes(lt.bencode(lt.write_torrent_file(params)))
+    torrent = lt.write_torrent_file(params)
+    store.torrent_path(info_hash).write_bytes(lt.bencode(torrent))  # type: ignore[arg-type]
     return report
 
 

@@ -56,7 +56,9 @@ class Verifier:
         if ann.size > MAX_ADAPTER_BYTES:
             raise UnsafeFormatError(f"{ann.adapter!r} announces {ann.size} bytes; the limit is 2 GiB")
 
-    async def after_download(self, ann: Announcement, folder: Path, names: list[str]) -> dict[str, Any] | None:
+    async def after_download(
+        self, ann: Announcement, folder: Path, names: list[str]
+    ) -> dict[str, Any] | None:
         """Check the downloaded files; returns the re-measurement (None when no exam applies)."""
         check_file_list(names, ann.adapter)
         digest = sha256_file(folder / WEIGHTS_FILE)
@@ -76,7 +78,12 @@ class Verifier:
                 shutil.copytree(registry.folder(member), staged.folder(member))
             try:
                 self._register(staged, ann, folder, manifest)
-            except (PersonadError, SafetensorError, ValueError, KeyError) as exc:  # not a PEFT LoRA we can load
+            except (
+                PersonadError,
+                SafetensorError,
+                ValueError,
+                KeyError,
+            ) as exc:  # not a PEFT LoRA we can load
                 why = exc.message if isinstance(exc, PersonadError) else str(exc)
                 raise UnsafeFormatError(f"{ann.adapter!r} is not a loadable adapter: {why}") from None
             return await self._remeasure(ann, staging)
@@ -91,7 +98,9 @@ class Verifier:
         except (ValueError, TypeError, UnicodeDecodeError):
             raise BadAnnouncementError(f"{ann.adapter!r}'s manifest is not valid") from None
         if manifest.lora_hash != ann.lora_hash:
-            raise HashMismatchError(f"{ann.adapter!r}'s manifest names another lora_hash than its announcement")
+            raise HashMismatchError(
+                f"{ann.adapter!r}'s manifest names another lora_hash than its announcement"
+            )
         if manifest.base_model_sha256 != self.ours:
             raise BaseModelMismatchError(f"{ann.adapter!r}'s manifest names another base model")
         if manifest.name != ann.adapter or list(manifest.parents) != list(ann.parents):
@@ -112,7 +121,9 @@ class Verifier:
             )
         return measured
 
-    def register(self, ann: Announcement, folder: Path, names: list[str], measured: dict[str, Any] | None) -> None:
+    def register(
+        self, ann: Announcement, folder: Path, names: list[str], measured: dict[str, Any] | None
+    ) -> None:
         manifest = self.manifest(ann, folder, names)
         extra = {"mesh": {"node": ann.node, "info_hash": ann.info_hash, "remeasured": measured}}
         self._register(self.node.registry, ann, folder, manifest, extra)

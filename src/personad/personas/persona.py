@@ -571,7 +571,21 @@ class PersonaDaemon:
                     )
                 messages.append(ChatMessage("user", "\n".join(lines)))
         self.turns += 1
+        await asyncio.to_thread(self._count_skill_uses)
         return result
+
+    def _count_skill_uses(self) -> None:
+        """Each answer given with adapters counts one use of the skills they are (``skills.usage_count``);
+        the mesh's demand for a skill is these counts."""
+        if not self.config.lora_adapters or self.memory is None or self.home is None:
+            return
+        from personad.lora.registry import AdapterRegistry
+
+        try:
+            stack = AdapterRegistry.for_home(self.home).resolve(self.config.lora_adapters)
+            self.memory.brain.use_skills_with_hashes([e.manifest.lora_hash for e in stack])
+        except PersonadError:  # a stack the registry no longer resolves was already refused by the model
+            log.warning("could not count skill uses for %s", self.config.id, exc_info=True)
 
     async def _run_command(self, name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:
         """Run a model-requested command through the bus; any failure becomes the observation."""
