@@ -120,6 +120,7 @@ class MeshNode:
         self.engine: TorrentEngine | None = None
         self.directory: dict[str, Known] = {}
         self.rejected: dict[str, RejectedError] = {}  # info_hash -> why its announcement was refused
+        self.rejected_names: dict[str, RejectedError] = {}  # adapter or skill -> the same, by name
         self.own: dict[str, Announcement] = {}  # info_hash -> announcement we seed (ours or relayed)
         self.acquires: dict[str, int] = {}
         self.persona_status: dict[str, dict[str, Any]] = {}
@@ -304,6 +305,10 @@ class MeshNode:
         await self.publish()
         return ann
 
+    def seed(self, ann: Announcement) -> None:
+        """Seed the store's torrent ``ann.info_hash`` under ``ann`` (ours, or a verified one we relay)."""
+        self._seed(ann)
+
     def _seed(self, ann: Announcement) -> None:
         (self.store.folder(ann.info_hash) / "announcement.json").write_bytes(ann.to_bytes())
         transfer.seed(self._engine(), self.store, ann.info_hash)
@@ -377,14 +382,19 @@ class MeshNode:
             return
         try:
             ann = Announcement.from_bytes(item.value)
+        except RejectedError as exc:
+            self._reject_announcement(peer, entry.info_hash, exc, names=())
+            return
+        try:
             self.check_announcement(ann, entry.info_hash)
         except RejectedError as exc:
-            self._reject_announcement(peer, entry.info_hash, exc)
+            self._reject_announcement(peer, entry.info_hash, exc, names=(ann.adapter, ann.skill))
             return
         new = entry.info_hash not in self.directory
         known = self.directory.setdefault(entry.info_hash, Known(ann))
         known.seeders[peer.node] = entry
         self.rejected.pop(entry.info_hash, None)
+        self.rejected_names.pop(ann.adapter, None)
         if new:
             self._emit(
                 "mesh_skill_announced",
@@ -407,8 +417,12 @@ class MeshNode:
         if ann.ts < now - MAX_AGE_S:
             raise ReplayError(f"the announcement of {ann.adapter!r} is older than 30 days: a replay")
 
-    def _reject_announcement(self, peer: Peer, info_hash: str, exc: RejectedError) -> None:
+    def _reject_announcement(
+        self, peer: Peer, info_hash: str, exc: RejectedError, names: tuple[str, ...]
+    ) -> None:
         self.rejected[info_hash] = exc
+        for name in names:
+            self.rejected_names[name] = exc
         self.directory.pop(info_hash, None)
         updated = self.trust.record(peer.node, exc.code, exc.message)
         self._emit(
@@ -435,11 +449,10 @@ class MeshNode:
         if self.trust.retired(peer.node):
             return
         self.trust.retire(peer.node, new_node)
-        successor, created = self.trust.add(
-            new_node, addr=peer.addr, name=peer.name, via=f"rotated:{peer.node[:16]}"
+        # The new key inherits the old one's standing (the old key signed the hand-over).
+        self.trust.add(
+            new_node, addr=peer.addr, name=peer.name, via=f"rotated:{peer.node[:16]}", score=peer.score
         )
-        if created:
-            successor.score = peer.score
         for known in list(self.directory.values()):
             known.seeders.pop(peer.node, None)
         self._emit("mesh_peer_joined", {"node": new_node, "addr": peer.addr, "via": "key rotation"})
@@ -475,9 +488,9 @@ class MeshNode:
             if skill in (k.announcement.skill, k.announcement.adapter) and self._trusted_seeders(k)
         ]
         if not matches:
-            for info_hash, error in self.rejected.items():
-                if skill in error.message or skill == info_hash:
-                    raise type(error)(error.message)
+            error = self.rejected_names.get(skill) or self.rejected.get(skill)
+            if error is not None:
+                raise type(error)(error.message)
             raise SkillNotFoundError(
                 f"no trusted peer announces {skill!r}; `personad mesh skills` lists what the mesh offers",
             )
@@ -620,6 +633,7 @@ class MeshNode:
                 scores[node] = updated.score
                 self._dropped(updated)
         self.rejected[ann.info_hash] = error
+        self.rejected_names[ann.adapter] = self.rejected_names[ann.skill] = error
         self.directory.pop(ann.info_hash, None)
         self._emit(
             "mesh_skill_rejected",

@@ -77,29 +77,33 @@ class TrustBook:
         write_private(self.path, json.dumps({"peers": peers}, indent=1) + "\n")
 
     def get(self, node: str) -> Peer | None:
+        """A copy of what we know of ``node`` (changes go through add/record/retire)."""
         with self._lock:
-            return self._peers.get(node)
+            peer = self._peers.get(node)
+            return _copy(peer) if peer is not None else None
 
     def peers(self) -> list[Peer]:
         with self._lock:
-            return sorted(self._peers.values(), key=lambda p: (-p.score, p.node))
+            return [_copy(p) for p in sorted(self._peers.values(), key=lambda p: (-p.score, p.node))]
 
     def trusted(self) -> list[Peer]:
         return [p for p in self.peers() if p.trusted]
 
-    def add(self, node: str, *, addr: str = "", name: str = "", via: str = "") -> tuple[Peer, bool]:
+    def add(
+        self, node: str, *, addr: str = "", name: str = "", via: str = "", score: float = INITIAL
+    ) -> tuple[Peer, bool]:
         """Know ``node`` (or refresh its address). Returns (peer, whether it is new)."""
         with self._lock:
             peer = self._peers.get(node)
             new = peer is None
             if peer is None:
-                peer = self._peers[node] = Peer(node=node, addr=addr, name=name, via=via)
+                peer = self._peers[node] = Peer(node=node, addr=addr, name=name, via=via, score=score)
             else:
                 peer.addr = addr or peer.addr
                 peer.name = name or peer.name
             peer.last_seen = time.time()
             self._save()
-            return peer, new
+            return _copy(peer), new
 
     def record(self, node: str, outcome: str, detail: str = "") -> Peer | None:
         """Apply ``outcome``'s delta to ``node``; drops the peer when it falls below the threshold."""
@@ -116,7 +120,7 @@ class TrustBook:
             if peer.score < DROP_BELOW:
                 peer.dropped = True
             self._save()
-            return peer
+            return _copy(peer)
 
     def retire(self, old: str, new: str) -> None:
         with self._lock:
@@ -128,3 +132,7 @@ class TrustBook:
     def retired(self, node: str) -> bool:
         peer = self.get(node)
         return bool(peer and peer.retired_by)
+
+
+def _copy(peer: Peer) -> Peer:
+    return Peer(**{**asdict(peer), "history": list(peer.history)})
