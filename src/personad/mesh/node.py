@@ -615,6 +615,7 @@ class MeshNode:
             "seconds": round(report.seconds, 3),
             "from_peers": served,
             "resumed_bytes": report.resumed_bytes,
+            "downloaded_bytes": report.downloaded_bytes,
             "hash_failures": report.hash_failures,
             "remeasured": measured,
         }

@@ -24,7 +24,7 @@ from .store import MeshStore
 log = logging.getLogger(__name__)
 
 STALL_TIMEOUT_S = 60.0
-RESUME_EVERY_S = 1.0
+RESUME_EVERY_S = 0.5
 RECONNECT_EVERY_S = 2.0
 # Added torrents start paused and auto-managed (queued behind others): a mesh transfer starts at once.
 _QUEUED = lt.torrent_flags.auto_managed | lt.torrent_flags.paused
@@ -36,7 +36,8 @@ class TransferReport:
     size: int
     seconds: float
     from_peers: dict[str, int] = field(default_factory=dict)  # addr -> payload bytes received
-    resumed_bytes: int = 0  # already on disk when this transfer started
+    resumed_bytes: int = 0  # already on disk when this transfer started (per the resume data)
+    downloaded_bytes: int = 0  # payload received in this run
     hash_failures: int = 0
 
 
@@ -55,20 +56,24 @@ def seed(engine: TorrentEngine, store: MeshStore, info_hash: str) -> Any:
     return engine.session.add_torrent(params)
 
 
-def _params(store: MeshStore, info_hash: str) -> Any:
+def _params(store: MeshStore, info_hash: str) -> tuple[Any, int]:
+    """The torrent's add parameters, from its resume data when a previous run saved some; and how many
+    bytes that data says are already on disk."""
     resume = store.resume_path(info_hash)
     if resume.is_file():
         with contextlib.suppress(Exception):  # a torn resume file: start over, libtorrent re-checks the disk
             params = lt.read_resume_data(resume.read_bytes())
             params.save_path = str(store.folder(info_hash))
             params.flags &= ~_QUEUED
-            return params
+            have = sum(1 for piece in params.have_pieces if piece)
+            piece_length = params.ti.piece_length() if params.ti is not None else 0
+            return params, have * piece_length
     params = lt.add_torrent_params()
     params.info_hashes = lt.info_hash_t(lt.sha256_hash(bytes.fromhex(info_hash)))
     params.save_path = str(store.folder(info_hash))
     params.name = info_hash
     params.flags &= ~_QUEUED
-    return params
+    return params, 0
 
 
 async def download(
@@ -83,9 +88,11 @@ async def download(
     """Fetch ``info_hash`` from ``seeders`` (``host:port``) into the store; returns who sent what."""
     store.folder(info_hash).mkdir(parents=True, exist_ok=True)
     handle = engine.find(info_hash)
+    resumed = 0
     if handle is None:
-        handle = engine.session.add_torrent(_params(store, info_hash))
-    report = TransferReport(info_hash, 0, 0.0)
+        params, resumed = _params(store, info_hash)
+        handle = engine.session.add_torrent(params)
+    report = TransferReport(info_hash, 0, 0.0, resumed_bytes=resumed)
     failures: list[int] = []
     resume_ready: asyncio.Queue[bytes] = asyncio.Queue()
 
@@ -99,9 +106,6 @@ async def download(
     started = time.perf_counter()
     last_change, last_done = time.monotonic(), -1
     last_resume = last_connect = 0.0
-    initial = handle.status()
-    if initial.has_metadata:  # added from resume data: what it already has is what a restart saved
-        report.resumed_bytes = int(initial.total_wanted_done)
     try:
         while True:
             status = handle.status()
@@ -131,6 +135,7 @@ async def download(
                     )
             if status.has_metadata and status.is_finished and status.total_wanted_done == status.total_wanted:
                 report.size = int(status.total_wanted)
+                report.downloaded_bytes = int(status.total_payload_download)
                 break
             if now - last_change > stall_timeout_s:
                 raise TransferFailedError(
