@@ -32,8 +32,9 @@ class Recorder:
 
 async def start_node(home: Path, name: str, **kw: Any) -> tuple[MeshNode, Recorder]:
     recorder = Recorder()
+    node_kw = {k: kw.pop(k) for k in ("exams", "loads") if k in kw}
     config = MeshConfig(home=home, name=name, base_model_sha256=kw.pop("base", TINY_BASE), poll_s=0.2, **kw)
-    node = MeshNode(config, emit=recorder)
+    node = MeshNode(config, emit=recorder, **node_kw)
     await node.start()
     return node, recorder
 

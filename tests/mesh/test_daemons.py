@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from personad.lora.registry import AdapterRegistry
-
 from tests.conftest import RunningDaemon, start_daemon
 from tests.lora.helpers import random_peft_adapter, tiny_model
 

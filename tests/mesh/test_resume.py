@@ -17,7 +17,6 @@ import pytest
 
 from personad.client import DaemonClient
 from personad.lora.registry import AdapterRegistry
-
 from tests.conftest import start_daemon
 from tests.lora.helpers import random_peft_adapter, tiny_model
 

@@ -47,6 +47,9 @@ class BroadcastParams(BaseModel):
     metrics: dict[str, Any] | None = Field(
         default=None, description="measured metrics to announce (default: the manifest's effectiveness/exam)"
     )
+    exam: str | None = Field(
+        default=None, max_length=64, description="measure it with this mesh exam first (e.g. probe-kl)"
+    )
 
 
 class AcquireParams(BaseModel):
@@ -101,7 +104,7 @@ async def mesh_join(ctx: CommandContext, params: JoinParams) -> dict[str, Any]:
 async def mesh_broadcast(ctx: CommandContext, params: BroadcastParams) -> dict[str, Any]:
     """Seed a registered adapter and announce it, signed by this node (the seed's broadcastCapability)."""
     ann = await mesh_of(ctx).node.broadcast_capability(
-        params.adapter, skill=params.skill, persona=params.persona, metrics=params.metrics
+        params.adapter, skill=params.skill, persona=params.persona, metrics=params.metrics, exam=params.exam
     )
     return {"announcement": ann.to_dict()}
 

@@ -1,8 +1,9 @@
 """Exams an acquiring node re-runs before it loads an adapter whose announcement names one.
 
-An announcement's metrics say ``{"exam": NAME, "effectiveness": x, "ci": [low, high], ...}``. The acquirer
-looks NAME up here, measures the adapter itself, and quarantines it when its measurement falls outside the
-announced interval (widened by the exam's own tolerance). Exams register like commands and providers: the
+An announcement's metrics say ``{"exam": NAME, METRIC: x, "ci": [low, high], ...}`` (METRIC is the exam's:
+``effectiveness`` for the Academy's, ``probe_kl`` for the built-in). The acquirer looks NAME up here,
+measures the adapter itself, and quarantines it when its measurement falls outside the announced interval
+(widened by the exam's own tolerance). Exams register like commands and providers: the
 built-ins through the same ``register_mesh_exams(registry)`` hook a plugin module exposes.
 
 Built-in: ``probe-kl``, the mean KL divergence (nats per token) between the base model and the model with
@@ -40,16 +41,17 @@ class ExamRequest:
 
 @dataclass(frozen=True)
 class ExamResult:
-    effectiveness: float
+    value: float
+    metric: str = "effectiveness"
     tolerance: float = 0.0  # added on both sides of the announced interval
 
     def within(self, announced: dict[str, Any]) -> bool:
-        value = announced.get("effectiveness")
+        value = announced.get(self.metric)
         if not isinstance(value, int | float):
-            return True  # nothing was claimed; the measurement is recorded
+            return False  # the announcement names the exam but claims no figure for it: nothing to trust
         ci = announced.get("ci")
         low, high = (ci[0], ci[1]) if isinstance(ci, list) and len(ci) == 2 else (value, value)
-        return float(low) - self.tolerance <= self.effectiveness <= float(high) + self.tolerance
+        return float(low) - self.tolerance <= self.value <= float(high) + self.tolerance
 
 
 Exam = Callable[[ExamRequest], Awaitable[ExamResult]]
@@ -131,7 +133,7 @@ async def _probe_kl_exam(request: ExamRequest) -> ExamResult:
         )
 
     value = await asyncio.to_thread(run)
-    return ExamResult(round(value, 6), tolerance=1e-3)
+    return ExamResult(round(value, 6), metric="probe_kl", tolerance=1e-3)
 
 
 def register_mesh_exams(registry: ExamRegistry) -> None:

@@ -33,7 +33,7 @@ from .errors import (
     ReplayError,
     SkillNotFoundError,
 )
-from .exams import ExamRegistry, default_exams
+from .exams import ExamRegistry, ExamRequest, default_exams
 from .invite import Invite, InviteBook, join_statement
 from .records import (
     JOIN_SALT,
@@ -279,12 +279,25 @@ class MeshNode:
         skill: str | None = None,
         persona: str = "",
         metrics: dict[str, Any] | None = None,
+        exam: str | None = None,
     ) -> Announcement:
-        """Seed a registered adapter and announce it, signed by this node (``broadcastCapability``)."""
+        """Seed a registered adapter and announce it, signed by this node (``broadcastCapability``).
+
+        With ``exam``, the adapter is measured here first and the figure announced, so acquirers re-run
+        the same exam and refuse the adapter if it does not reproduce.
+        """
         manifest = self.registry.manifest(adapter)
         for parent in manifest.parents:
             self.registry.manifest(parent)
-        chosen = metrics if metrics is not None else _announced_metrics(manifest.metrics)
+        chosen = dict(metrics) if metrics is not None else _announced_metrics(manifest.metrics)
+        if exam is not None:
+            run = self.exams.get(exam)
+            if run is None:
+                raise SkillNotFoundError(
+                    f"no mesh exam {exam!r} on this daemon; it has {', '.join(self.exams.names()) or 'none'}"
+                )
+            result = await run(ExamRequest(adapter, self.registry.root, chosen))
+            chosen.update({"exam": exam, result.metric: result.value, "ci": [result.value, result.value]})
         folder = self.registry.folder(adapter)
         files = [f for f in ("adapter_config.json", "adapter_model.safetensors", MANIFEST_FILE)]
         info_hash, _ = await asyncio.to_thread(self.store.import_adapter, adapter, folder, files)
@@ -392,6 +405,8 @@ class MeshNode:
             return
         new = entry.info_hash not in self.directory
         known = self.directory.setdefault(entry.info_hash, Known(ann))
+        if ann.ts > known.announcement.ts:  # a newer announcement of the same torrent (new metrics)
+            known.announcement = ann
         known.seeders[peer.node] = entry
         self.rejected.pop(entry.info_hash, None)
         self.rejected_names.pop(ann.adapter, None)

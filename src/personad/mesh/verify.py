@@ -113,11 +113,12 @@ class Verifier:
         if exam is None:
             return None
         result = await exam(ExamRequest(ann.adapter, registry_root, ann.metrics))
-        measured = {"exam": name, "effectiveness": result.effectiveness, "announced": ann.metrics}
+        measured = {"exam": name, result.metric: result.value, "announced": ann.metrics.get(result.metric)}
         if not result.within(ann.metrics):
             raise RemeasureFailedError(
-                f"{ann.adapter!r} measures {result.effectiveness:.6g} on exam {name!r}; it was announced as"
-                f" {ann.metrics.get('effectiveness')} (interval {ann.metrics.get('ci')}): quarantined",
+                f"{ann.adapter!r} measures {result.metric} {result.value:.6g} on exam {name!r}; it was"
+                f" announced as {ann.metrics.get(result.metric)} (interval {ann.metrics.get('ci')}):"
+                " quarantined",
             )
         return measured
 
