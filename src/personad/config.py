@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     mesh_base_model_sha256: str | None = Field(
         default=None, description="the base model adapters must match (default: the local model's GGUF)"
     )
+    mesh_mdns: bool = Field(default=False, description="find peers on the local network by mDNS (zeroconf)")
     mesh_replicate: bool = Field(default=True, description="fetch and seed skills in demand on the mesh")
     mesh_download_limit: int = Field(default=0, ge=0, description="bytes/s for mesh downloads; 0 = none")
     mesh_upload_limit: int = Field(default=0, ge=0, description="bytes/s for mesh uploads; 0 = none")

@@ -12,7 +12,6 @@ import pytest
 
 from personad.academy.graduation import graduate
 from personad.lora.registry import AdapterRegistry
-
 from tests.conftest import RunningDaemon, start_daemon
 
 from .helpers import TINY_BASE, register_chain

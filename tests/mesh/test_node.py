@@ -48,3 +48,20 @@ async def test_three_nodes_share_a_chain(tmp_path: Path) -> None:
     finally:
         for node, _ in nodes:
             await node.close()
+
+
+async def test_mdns_finds_peers_without_an_invite(tmp_path: Path) -> None:
+    from .helpers import start_node
+
+    one, events = await start_node(tmp_path / "one", "one", mdns=True)
+    two, _ = await start_node(tmp_path / "two", "two", mdns=True)
+    try:
+        found = await wait_for(lambda: events.of("mesh_peer_joined"), 15, "mDNS discovery")
+        assert found[0]["node"] == two.node_id and found[0]["via"] == "mdns"
+        await wait_for(lambda: one.node_id in {p["node"] for p in two.peers()}, 15, "both ways")
+        register_chain(two.home, tmp_path, ["legal"])
+        await two.broadcast_capability("legal")
+        await wait_for(lambda: one.skills(), 10, "the announcement")
+    finally:
+        await one.close()
+        await two.close()

@@ -78,6 +78,7 @@ class MeshConfig:
     replicate: bool = True
     download_limit: int = 0  # bytes/s, 0 = none
     upload_limit: int = 0
+    mdns: bool = False  # discover peers on the local network (zeroconf)
 
 
 @dataclass
@@ -130,6 +131,7 @@ class MeshNode:
         self._dirty = True
         self._published_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._mdns: Any = None
         self.verifier = Verifier(self)
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -166,9 +168,27 @@ class MeshNode:
                 )
                 self.own[info_hash] = ann
                 transfer.seed(self.engine, self.store, info_hash)
+        if self.config.mdns:
+            from .mdns import MdnsDiscovery
+
+            host = self.config.listen.rpartition(":")[0]
+            self._mdns = MdnsDiscovery(self.node_id, host, self.engine.port, self._discovered)
+            await self._mdns.start()
         self._task = asyncio.create_task(self._run(), name="mesh-node")
 
+    def _discovered(self, node: str, addr: str) -> None:
+        """A node found by mDNS: a peer like an invited one, if we did not know (or drop) it already."""
+        if self.trust.get(node) is not None or self.engine is None:
+            return
+        self.trust.add(node, addr=addr, via="mdns")
+        self.engine.add_dht_node(addr)
+        self._dirty = True
+        self._emit("mesh_peer_joined", {"node": node, "addr": addr, "via": "mdns"})
+
     async def close(self) -> None:
+        if self._mdns is not None:
+            await self._mdns.close()
+            self._mdns = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -62,6 +62,7 @@ class MeshService:
             replicate=settings.mesh_replicate,
             download_limit=settings.mesh_download_limit,
             upload_limit=settings.mesh_upload_limit,
+            mdns=settings.mesh_mdns,
         )
         node = MeshNode(config, emit=self._emit, loads=self._loads)
         await node.start()
