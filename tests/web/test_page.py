@@ -590,3 +590,33 @@ def test_a_graduation_shows_a_notification_and_an_in_page_note(
     assert notes and persona in notes[0]["title"] and "academy:general" in notes[0]["body"]
     expect(page.locator(f'#persona-list li[data-persona="{persona}"] .persona-badge')).to_be_visible()
     assert app.errors == []
+
+
+def test_the_mesh_panel_shows_peers_skills_and_transfers(browser: Browser, tmp_path: Path) -> None:
+    from tests.conftest import start_daemon
+    from tests.mesh.helpers import TINY_BASE, register_chain
+
+    mesh = {"mesh": True, "mesh_base_model_sha256": TINY_BASE, "mesh_poll_s": 0.2}
+    a = start_daemon(tmp_path / "a", mesh_name="alpha", **mesh)
+    b = start_daemon(tmp_path / "b", mesh_name="beta", **mesh)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        app = App(context.new_page(), b)
+        page = app.open()
+        with a.http() as ha, b.http() as hb:
+            code = ha.post("/api/commands/mesh_invite", json={}).json()["result"]["code"]
+            assert hb.post("/api/commands/mesh_join", json={"code": code}).json()["ok"]
+            expect(page.locator("#mesh-peers tbody tr", has_text="alpha")).to_be_visible(timeout=15_000)
+            register_chain(a.home, tmp_path, ["legal"])
+            assert ha.post("/api/commands/mesh_broadcast", json={"adapter": "legal"}).json()["ok"]
+            expect(page.locator('#mesh-skills tr[data-adapter="legal"]')).to_be_visible()
+            job = hb.post("/api/commands/mesh_acquire", json={"skill": "legal"}).json()["result"]["job"]
+            hb.post("/api/commands/job_wait", json={"job_id": job["job_id"], "timeout": 30})
+        expect(page.locator("#mesh-transfer-label")).to_have_text("legal: acquired and verified")
+        expect(page.locator('#mesh-skills tr[data-adapter="legal"]')).to_contain_text("legal ✓")
+        expect(page.locator("#mesh-note")).to_contain_text("seeding legal")
+        assert app.errors == []
+    finally:
+        context.close()
+        a.stop()
+        b.stop()
