@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         description="host:port of the mesh's libtorrent session (DHT on UDP, BitTorrent on TCP); port 0"
         " reuses the last port this home had, else picks one; loopback unless you bind elsewhere",
     )
+    mesh_advertise: str = Field(
+        default="",
+        description="host[:port] peers should reach this node at (when listening on 0.0.0.0 or behind NAT)",
+    )
     mesh_name: str = Field(default="", max_length=64, description="how this node is shown to peers")
     mesh_base_model_sha256: str | None = Field(
         default=None, description="the base model adapters must match (default: the local model's GGUF)"

@@ -31,8 +31,9 @@ def test_builtins_load_through_plugin_hook() -> None:
         "browser_js",
         "file_read",
         "job_wait",
+        "mesh_acquire",
     } <= names
-    assert len(BUILTIN_PLUGINS) == 9
+    assert len(BUILTIN_PLUGINS) == 10
 
 
 def test_third_party_module_registers_like_a_builtin(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,6 +79,7 @@ class MeshConfig:
     download_limit: int = 0  # bytes/s, 0 = none
     upload_limit: int = 0
     mdns: bool = False  # discover peers on the local network (zeroconf)
+    advertise: str = ""  # host[:port] peers should use, when the listen address is not it (0.0.0.0, NAT)
 
 
 @dataclass
@@ -142,8 +143,16 @@ class MeshNode:
 
     @property
     def addr(self) -> str:
-        host = self.config.listen.rpartition(":")[0] or "127.0.0.1"
-        return f"{host}:{self._engine().port}"
+        """Where peers reach us: ``advertise`` if set, else the listen host (a wildcard becomes the
+        address of the interface that routes outwards) and the port libtorrent listens on."""
+        port = self._engine().port
+        if self.config.advertise:
+            host, sep, given = self.config.advertise.rpartition(":")
+            return self.config.advertise if sep and given.isdigit() else f"{self.config.advertise}:{port}"
+        host = self.config.listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
+        if host in ("0.0.0.0", "::"):
+            host = _outward_address()
+        return f"{host}:{port}"
 
     def _engine(self) -> TorrentEngine:
         if self.engine is None:
@@ -762,6 +771,18 @@ class MeshNode:
             "base_model_sha256": self.config.base_model_sha256,
             "personas": self.persona_status,
         }
+
+
+def _outward_address() -> str:
+    """The local address of the interface a packet to the outside would leave by (no packet is sent)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routing only, UDP connect sends nothing
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
 
 
 def _listen(listen: str, port_file: Path) -> str:

@@ -63,6 +63,7 @@ class MeshService:
             download_limit=settings.mesh_download_limit,
             upload_limit=settings.mesh_upload_limit,
             mdns=settings.mesh_mdns,
+            advertise=settings.mesh_advertise,
         )
         node = MeshNode(config, emit=self._emit, loads=self._loads)
         await node.start()
