@@ -151,15 +151,27 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
     @mesh.command("acquire")
     @click.argument("skill")
     @click.option("--persona", default=None, help="load it into this persona's stack")
-    @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="seconds to wait")
+    @click.option(
+        "--wait-for",
+        "wait_s",
+        type=click.FloatRange(min=0, max=300),
+        default=10.0,
+        show_default=True,
+        help="seconds to wait for a peer to announce it",
+    )
+    @click.option(
+        "--timeout", type=click.FloatRange(min=0.1), default=None, help="seconds to wait for the job"
+    )
     @json_option
     @home_option
-    def acquire(skill: str, persona: str | None, timeout: float | None, as_json: bool, home: Path) -> None:
+    def acquire(
+        skill: str, persona: str | None, wait_s: float, timeout: float | None, as_json: bool, home: Path
+    ) -> None:
         """Download SKILL's adapter chain from the swarm, verify it, and (with --persona) load it."""
         from personad.cli import _follow_job
         from personad.client import DaemonClient
 
-        params: dict[str, Any] = {"skill": skill}
+        params: dict[str, Any] = {"skill": skill, "wait_s": wait_s}
         if persona:
             params["persona"] = persona
         try:

@@ -60,7 +60,8 @@ def test_bad_input_gets_its_own_error(pair: tuple[RunningDaemon, RunningDaemon])
     with a.ws() as ws:
         assert ws.call("mesh_join", {"code": "pdmesh1-garbage!"})["error"]["code"] == "mesh_invite_invalid"
         assert (
-            ws.call("mesh_acquire", {"skill": "nobody.has.this"})["error"]["code"] == "mesh_skill_not_found"
+            ws.call("mesh_acquire", {"skill": "nobody.has.this", "wait_s": 0})["error"]["code"]
+            == "mesh_skill_not_found"
         )
         assert ws.call("mesh_broadcast", {"adapter": "missing"})["error"]["code"] == "adapter_not_found"
         assert ws.call("mesh_broadcast", {"adapter": "Bad Name"})["error"]["code"] == "invalid_adapter_name"
@@ -120,7 +121,7 @@ def test_the_mesh_verbs(pair: tuple[RunningDaemon, RunningDaemon], tmp_path: Pat
     assert "acquired legal" in acquired.stdout
     status = json.loads(cli(b.home, "status", "--json").stdout)
     assert status["seeding"] == ["legal"] and status["base_model_sha256"] == TINY_BASE
-    missing = cli(b.home, "acquire", "nothing.here")
+    missing = cli(b.home, "acquire", "nothing.here", "--wait-for", "0.5")
     assert missing.returncode == 5 and "mesh_skill_not_found" in missing.stderr
     rotated = cli(a.home, "rotate-key", "--json")
     assert json.loads(rotated.stdout)["new"] != json.loads(rotated.stdout)["old"]

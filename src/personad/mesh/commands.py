@@ -9,6 +9,8 @@ comes as ``job_progress`` and ``mesh_transfer_progress`` events. With the mesh o
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +19,7 @@ from personad.bus.commands import CommandRegistry, NoParams
 from personad.bus.jobs import JobReporter
 from personad.bus.processor import CommandContext
 
+from .errors import SkillNotFoundError
 from .service import MeshService, _reporter_progress
 
 CAPABILITY = "mesh"
@@ -55,6 +58,9 @@ class BroadcastParams(BaseModel):
 class AcquireParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     skill: str = SkillName
+    wait_s: float = Field(
+        default=10.0, ge=0, le=300, description="how long to wait for a trusted peer to announce it"
+    )
     persona: str | None = Field(
         default=None, description="load it into this persona's stack (own session: omit)"
     )
@@ -117,7 +123,7 @@ async def mesh_acquire(ctx: CommandContext, params: AcquireParams) -> dict[str, 
     if session.kind == "persona" and persona in (None, session.id):
         persona = session.id
     service = mesh_of(ctx)
-    service.node.find(params.skill)  # an unknown skill is an error now, not a failed job
+    await _announced(service, params.skill, params.wait_s)  # an unknown skill is an error now, not a job
     if persona is not None:
         ctx.daemon.persona_store.load(persona)
 
@@ -125,6 +131,19 @@ async def mesh_acquire(ctx: CommandContext, params: AcquireParams) -> dict[str, 
         return await service.acquire(params.skill, persona, session.id, progress=_reporter_progress(reporter))
 
     return ctx.start_job(work, title=f"acquire {params.skill}", exclusive=False)
+
+
+async def _announced(service: MeshService, skill: str, wait_s: float) -> None:
+    """Return once a trusted peer lists ``skill`` (directory reads come every ``mesh_poll_s``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            service.node.find(skill)
+            return
+        except SkillNotFoundError:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def mesh_persona_status(ctx: CommandContext, params: PersonaStatusParams) -> dict[str, Any]:
