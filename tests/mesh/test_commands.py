@@ -125,3 +125,34 @@ def test_the_mesh_verbs(pair: tuple[RunningDaemon, RunningDaemon], tmp_path: Pat
     assert missing.returncode == 5 and "mesh_skill_not_found" in missing.stderr
     rotated = cli(a.home, "rotate-key", "--json")
     assert json.loads(rotated.stdout)["new"] != json.loads(rotated.stdout)["old"]
+
+
+async def test_a_persona_acquires_a_skill_and_its_uses_are_counted(
+    pair: tuple[RunningDaemon, RunningDaemon], tmp_path: Path
+) -> None:
+    from personad.personas.config import PersonaStore
+    from personad.personas.persona import PersonaDaemon
+    from tests.fakes.fake_provider import FakeProvider
+
+    a, b = pair
+    with a.http() as ha, b.http() as hb:
+        code = ha.post("/api/commands/mesh_invite", json={}).json()["result"]["code"]
+        assert hb.post("/api/commands/mesh_join", json={"code": code}).json()["ok"]
+        register_chain(a.home, tmp_path, ["legal"])
+        assert ha.post("/api/commands/mesh_broadcast", json={"adapter": "legal"}).json()["ok"]
+    config = PersonaStore(b.home).create(
+        {"id": "clerk", "model_provider": "fake", "capabilities": ["chat", "mesh"]}
+    )
+    clerk = PersonaDaemon(config, home=b.home, provider=FakeProvider())
+    await clerk.start()
+    try:
+        result = await clerk.acquire_skill("legal")
+        assert result["persona"] == "clerk" and result["stack"] == ["legal"]
+        assert clerk.config.lora_adapters == ["legal"]
+        for _ in range(2):
+            reply = await clerk.handle_message({"type": "chat_message", "data": {"message": "adapters?"}})
+            assert reply["reply"] == "adapters=legal"
+        skills = {s["skill_id"]: s for s in clerk.db.skills()}
+        assert skills["legal"]["usage_count"] == 2  # each answer given with the adapter is one use
+    finally:
+        await clerk.stop()

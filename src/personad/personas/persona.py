@@ -264,6 +264,14 @@ class PersonaDaemon:
             await self._bus().call("persona_graduated", {"persona": self.config.id, "graduation": result})
         return result
 
+    async def acquire_skill(self, skill: str, *, timeout: float = 600) -> dict[str, Any]:
+        """The seed's ``otherPersona.acquireSkill(skill)``: fetch the skill's adapter chain from the mesh,
+        verified, into this persona's stack (the daemon runs it as the ``mesh_acquire`` job; the persona
+        needs the ``mesh`` capability)."""
+        result = await self._bus().call_job("mesh_acquire", {"skill": skill}, timeout=timeout)
+        self.reload_config()
+        return result
+
     async def evolve_capabilities(self, *, steps: int = 30) -> dict[str, Any]:
         """The seed's evolveCapabilities(): train an adapter from this persona's learning experiences and keep
         it only if a measured score improves (runs in the daemon as ``persona_evolve``)."""
