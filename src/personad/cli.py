@@ -199,8 +199,8 @@ def exec_command(
 ) -> None:
     """Run COMMAND on the running daemon, e.g. ``personad exec browser_js -p script=6*7``.
 
-    Long commands (lora_train, academy_train, persona_evolve, mesh_acquire) start a job and return its id at once; --wait
-    follows the job to its end. A job goes on in the daemon whatever happens to this client.
+    Long commands (lora_train, academy_train, persona_evolve, mesh_acquire) start a job and return its id at
+    once; --wait follows the job to its end. A job goes on in the daemon whatever happens to this client.
     """
     try:
         body: dict[str, Any] = {}

@@ -630,7 +630,19 @@ class MeshNode:
                 progress(data)
 
         engine = self._engine()
-        report = await transfer.download(engine, self.store, ann.info_hash, addrs, progress=report_progress)
+        try:
+            report = await transfer.download(
+                engine,
+                self.store,
+                ann.info_hash,
+                addrs,
+                progress=report_progress,
+                check_metadata=lambda handle: self.verifier.check_metadata(ann, handle),
+            )
+        except RejectedError as error:  # refused on its metadata, before any piece was fetched
+            self.store.quarantine(ann.info_hash, f"{error.code}: {error.message}")
+            self._reject(ann, error)
+            raise
         try:
             handle = engine.find(ann.info_hash)
             names = transfer.file_names(handle) if handle is not None else []

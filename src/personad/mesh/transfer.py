@@ -42,6 +42,9 @@ class TransferReport:
 
 
 Progress = Callable[[dict[str, Any]], None]
+#: Called once with the torrent's handle when its metadata has arrived, before any piece is fetched; raising
+#: refuses the torrent (it is removed and the error propagates).
+MetadataCheck = Callable[[Any], None]
 
 
 def seed(engine: TorrentEngine, store: MeshStore, info_hash: str) -> Any:
@@ -72,7 +75,9 @@ def _params(store: MeshStore, info_hash: str) -> tuple[Any, int]:
     params.info_hashes = lt.info_hash_t(lt.sha256_hash(bytes.fromhex(info_hash)))
     params.save_path = str(store.folder(info_hash))
     params.name = info_hash
-    params.flags &= ~_QUEUED
+    # Upload mode until the metadata is checked: no piece is requested (nothing written) before we know
+    # what the torrent holds.
+    params.flags = (params.flags & ~_QUEUED) | lt.torrent_flags.upload_mode
     return params, 0
 
 
@@ -83,6 +88,7 @@ async def download(
     seeders: Sequence[str],
     *,
     progress: Progress | None = None,
+    check_metadata: MetadataCheck | None = None,
     stall_timeout_s: float = STALL_TIMEOUT_S,
 ) -> TransferReport:
     """Fetch ``info_hash`` from ``seeders`` (``host:port``) into the store; returns who sent what."""
@@ -106,10 +112,21 @@ async def download(
     started = time.perf_counter()
     last_change, last_done = time.monotonic(), -1
     last_resume = last_connect = 0.0
+    checked = False
     try:
         while True:
             status = handle.status()
             now = time.monotonic()
+            if status.has_metadata and not checked:
+                if check_metadata is not None:
+                    try:
+                        check_metadata(handle)
+                    except BaseException:
+                        engine.session.remove_torrent(handle, lt.session.delete_files)
+                        store.resume_path(info_hash).unlink(missing_ok=True)
+                        raise
+                handle.unset_flags(lt.torrent_flags.upload_mode)
+                checked = True
             if now - last_connect >= RECONNECT_EVERY_S and status.num_peers < len(seeders):
                 for addr in seeders:
                     with contextlib.suppress(Exception):
@@ -174,11 +191,11 @@ def _write_resume(store: MeshStore, info_hash: str, data: bytes) -> None:
     tmp.replace(path)
 
 
-def file_names(handle: Any) -> list[str]:
-    """The files of a torrent, relative to its top folder (``<adapter>/<file>`` → ``<file>``); symlinks
-    and executables are listed by a name that cannot pass the allowed-files check."""
+def file_entries(handle: Any) -> list[tuple[str, int]]:
+    """The torrent's files as ``(name, size)``, relative to its top folder (``<adapter>/<f>`` → ``<f>``),
+    padding left out; a symlink or an executable gets a name that cannot pass the allowed-files check."""
     files = handle.torrent_file().layout()
-    names = []
+    entries = []
     for index in range(files.num_files()):
         flags = files.file_flags(index)
         if flags & lt.file_storage.flag_pad_file:
@@ -187,8 +204,16 @@ def file_names(handle: Any) -> list[str]:
         name = path.split("/", 1)[1] if "/" in path else path
         if flags & (lt.file_storage.flag_symlink | lt.file_storage.flag_executable):
             name = f"{name} (symlink or executable)"
-        names.append(name)
-    return names
+        entries.append((name, int(files.file_size(index))))
+    return entries
+
+
+def file_names(handle: Any) -> list[str]:
+    return [name for name, _ in file_entries(handle)]
+
+
+def torrent_name(handle: Any) -> str:
+    return str(handle.torrent_file().name())
 
 
 def remove(engine: TorrentEngine, info_hash: str) -> None:

@@ -56,6 +56,22 @@ class Verifier:
         if ann.size > MAX_ADAPTER_BYTES:
             raise UnsafeFormatError(f"{ann.adapter!r} announces {ann.size} bytes; the limit is 2 GiB")
 
+    def check_metadata(self, ann: Announcement, handle: Any) -> None:
+        """What the torrent says it holds, before a byte of it is fetched: the adapter's folder with only
+        the allowed files, as many bytes as announced (no path, pickle or disk-filling surprise)."""
+        from . import transfer
+
+        name = transfer.torrent_name(handle)
+        if name != ann.adapter:
+            raise UnsafeFormatError(f"the torrent of {ann.adapter!r} is a folder named {name!r}")
+        entries = transfer.file_entries(handle)
+        check_file_list([n for n, _ in entries], ann.adapter)
+        total = sum(size for _, size in entries)
+        if total != ann.size:
+            raise BadAnnouncementError(
+                f"the torrent of {ann.adapter!r} holds {total} bytes, not the announced {ann.size}"
+            )
+
     async def after_download(
         self, ann: Announcement, folder: Path, names: list[str]
     ) -> dict[str, Any] | None:
