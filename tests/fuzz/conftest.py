@@ -114,10 +114,12 @@ class Fuzz:
             params["persona"] = "fuzz-absent"
         elif command == "persona_create" and parsed.start:
             params["start"] = False
+        elif command == "mesh_acquire":
+            params["wait_s"] = 0  # nobody announces what the fuzzer names: answer now, not after minutes
         return params
 
 
-HEAVY = ("lora_train", "academy_train", "persona_evolve", "persona_start", "persona_create")
+HEAVY = ("lora_train", "academy_train", "persona_evolve", "persona_start", "persona_create", "mesh_acquire")
 
 
 # Package scope, not session: its tripwires patch the persona supervisor and the job runner, and must be
@@ -139,7 +141,11 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
         mp.setattr("personad.academy.commands.run_cli_job", no_job)
         mp.setattr("personad.personas.supervisor.PersonaSupervisor.start", no_persona_process)
         rd = start_daemon(
-            tmp_path_factory.mktemp("fuzz-home"), browser_extra_args=loopback_only_chromium_args(sink.port)
+            tmp_path_factory.mktemp("fuzz-home"),
+            browser_extra_args=loopback_only_chromium_args(sink.port),
+            # The mesh on (loopback, no peers), so its commands are fuzzed for real, not refused as disabled.
+            mesh=True,
+            mesh_base_model_sha256="0" * 64,
         )
         fz = Fuzz(rd, sink, tripwire)
         fz.ensure_fixtures()
