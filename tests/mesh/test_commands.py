@@ -65,6 +65,9 @@ def test_bad_input_gets_its_own_error(pair: tuple[RunningDaemon, RunningDaemon])
         )
         assert ws.call("mesh_broadcast", {"adapter": "missing"})["error"]["code"] == "adapter_not_found"
         assert ws.call("mesh_broadcast", {"adapter": "Bad Name"})["error"]["code"] == "invalid_adapter_name"
+        ok(ws.call("persona_create", {"id": "wordy", "model_provider": "fake", "capabilities": ["chat"]}))
+        huge = {"persona": "wordy", "status": "graduated", "specializations": ["x" * 200] * 8}
+        assert ws.call("mesh_persona_status", huge)["error"]["code"] == "mesh_record_too_large"
 
 
 def test_graduation_publishes_the_skill(pair: tuple[RunningDaemon, RunningDaemon], tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from personad.lora.manifest import MANIFEST_FILE
+from personad.lora.manifest import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE
 from personad.lora.registry import AdapterRegistry
 
 from . import identity, transfer
@@ -90,8 +90,9 @@ class Known:
     seeders: dict[str, SeedEntry] = field(default_factory=dict)  # node -> its seed entry
 
     def demand(self) -> float:
-        uses = sum(e.loads + e.acquires for e in self.seeders.values())
-        return 1.0 - math.exp(-uses / DEMAND_SCALE)
+        return demand_score(
+            sum(e.loads for e in self.seeders.values()), sum(e.acquires for e in self.seeders.values())
+        )
 
 
 def demand_score(loads: int, acquires: int) -> float:
@@ -112,6 +113,7 @@ class MeshNode:
         self.home = Path(config.home)
         self.dir = ensure_private_dir(self.home / "mesh")
         self.key = identity.load_or_create(self.home)
+        self._retired = {k.node_id for k in identity.retired_keys(self.home)}  # our own former keys
         self.registry = AdapterRegistry.for_home(self.home)
         self.store = MeshStore(self.dir / "store")
         self.trust = TrustBook(self.dir / "peers.json")
@@ -328,7 +330,7 @@ class MeshNode:
             result = await run(ExamRequest(adapter, self.registry.root, chosen))
             chosen.update({"exam": exam, result.metric: result.value, "ci": [result.value, result.value]})
         folder = self.registry.folder(adapter)
-        files = [f for f in ("adapter_config.json", "adapter_model.safetensors", MANIFEST_FILE)]
+        files = [CONFIG_FILE, WEIGHTS_FILE, MANIFEST_FILE]
         info_hash, _ = await asyncio.to_thread(self.store.import_adapter, adapter, folder, files)
         ann = Announcement(
             skill=skill or adapter,
@@ -394,7 +396,7 @@ class MeshNode:
             engine.add_dht_node(record.addr)
         self.trust.add(peer.node, addr=record.addr, name=record.name)
         for node, addr in record.peers:
-            if node == self.node_id or node in {k.node_id for k in identity.retired_keys(self.home)}:
+            if node == self.node_id or node in self._retired:
                 continue
             known = self.trust.get(node)
             if known is None:
@@ -450,7 +452,7 @@ class MeshNode:
         if ann.info_hash != info_hash:
             raise BadAnnouncementError(f"the announcement of {ann.adapter!r} names another torrent")
         ann.check_signature()
-        if self.trust.retired(ann.node) or ann.node in {k.node_id for k in identity.retired_keys(self.home)}:
+        if self.trust.retired(ann.node) or ann.node in self._retired:
             raise KeyRetiredError(
                 f"the announcement of {ann.adapter!r} is signed by a retired key ({ann.node[:12]}); its"
                 " node announces with its new key now",
@@ -509,6 +511,7 @@ class MeshNode:
         engine = self._engine()
         old, new = identity.rotate(self.home)
         self.key = new
+        self._retired.add(old.node_id)
         notice = NodeRecord(self.addr, self.config.name, retired_by=new.node_id, ts=round(time.time(), 3))
         await engine.dht_put(old, NODE_SALT, notice.to_bytes())
         for info_hash, ann in list(self.own.items()):

@@ -16,6 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from personad.errors import BadRequestError
+
 from .announcement import MAX_BYTES, canonical
 
 NODE_SALT = b"node"
@@ -44,7 +46,10 @@ def decode(raw: bytes) -> dict[str, Any] | None:
 def encode(data: dict[str, Any]) -> bytes:
     raw = canonical(data)
     if len(raw) > MAX_BYTES:
-        raise ValueError(f"mesh record of {len(raw)} bytes exceeds the DHT's {MAX_BYTES}")
+        raise BadRequestError(
+            f"this would make a mesh record of {len(raw)} bytes; a DHT item holds {MAX_BYTES} (say less)",
+            code="mesh_record_too_large",
+        )
     return raw
 
 

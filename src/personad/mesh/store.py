@@ -9,7 +9,6 @@ same info-hash.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -52,14 +51,6 @@ def check_file_list(names: list[str], adapter: str) -> None:
     missing = sorted({CONFIG_FILE, WEIGHTS_FILE} - set(names))
     if missing:
         raise UnsafeFormatError(f"the torrent of {adapter!r} lacks {', '.join(missing)}")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class MeshStore:

@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from personad.errors import PersonadError
 from personad.lora.manifest import MANIFEST_FILE, WEIGHTS_FILE, AdapterManifest
 from personad.lora.registry import AdapterRegistry
+from personad.lora.weights import sha256_file
 
 from .announcement import Announcement
 from .errors import (
@@ -31,7 +32,7 @@ from .errors import (
     UnsafeFormatError,
 )
 from .exams import ExamRequest
-from .store import check_file_list, sha256_file
+from .store import check_file_list
 
 if TYPE_CHECKING:
     from .node import MeshNode
