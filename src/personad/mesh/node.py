@@ -300,8 +300,8 @@ class MeshNode:
         self._dirty = False
         self._published_at = time.time()
         stored = await asyncio.gather(*puts)
-        if not stored[0]:
-            self._dirty = True  # nobody to store on yet (a lone node): try again next round
+        if not all(stored):
+            self._dirty = True  # nobody to store on yet (a lone node), or a put lost: again next round
 
     async def broadcast_capability(
         self,
@@ -650,6 +650,8 @@ class MeshNode:
             handle = engine.find(ann.info_hash)
             names = transfer.file_names(handle) if handle is not None else []
             folder = self.store.folder(ann.info_hash) / ann.adapter
+            # First: it flushes libtorrent's write buffers, so the files hold every verified piece.
+            await transfer.save_torrent(engine, self.store, ann.info_hash)
             measured = await self.verifier.after_download(ann, folder, names)
             await asyncio.to_thread(self.verifier.register, ann, folder, names, measured)
         except RejectedError as error:
@@ -678,8 +680,9 @@ class MeshNode:
             "hash_failures": report.hash_failures,
             "remeasured": measured,
         }
+        # Seeding it marked the record dirty: the next tick publishes it (awaiting a put here would hold
+        # the acquisition up to the put's timeout while the tick's own put of the same record runs).
         self._emit("mesh_skill_acquired", {**_summary(ann), **result})
-        await self.publish()
         return result
 
     def _reject(self, ann: Announcement, error: RejectedError) -> None:

@@ -10,6 +10,7 @@ registry.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from pathlib import Path
@@ -77,6 +78,17 @@ class Verifier:
         self, ann: Announcement, folder: Path, names: list[str]
     ) -> dict[str, Any] | None:
         """Check the downloaded files; returns the re-measurement (None when no exam applies)."""
+        # Hashing and parsing the weights runs in a thread: the event loop keeps serving the bus and the
+        # mesh (and the .torrent being written alongside).
+        staging = await asyncio.to_thread(self._check_files, ann, folder, names)
+        try:
+            return await self._remeasure(ann, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _check_files(self, ann: Announcement, folder: Path, names: list[str]) -> Path:
+        """The file list, the weights' sha256, the manifest, the parents, and a registration in a staging
+        registry (the weights parse as a PEFT LoRA); returns that registry's root."""
         check_file_list(names, ann.adapter)
         digest = sha256_file(folder / WEIGHTS_FILE)
         if digest != ann.lora_hash:
@@ -103,9 +115,10 @@ class Verifier:
             ) as exc:  # not a PEFT LoRA we can load
                 why = exc.message if isinstance(exc, PersonadError) else str(exc)
                 raise UnsafeFormatError(f"{ann.adapter!r} is not a loadable adapter: {why}") from None
-            return await self._remeasure(ann, staging)
-        finally:
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging
 
     def manifest(self, ann: Announcement, folder: Path, names: list[str]) -> AdapterManifest | None:
         if MANIFEST_FILE not in names:
