@@ -1,7 +1,7 @@
 """Downloading one adapter torrent from its seeders (a swarm), resumable across restarts.
 
 libtorrent fetches the metadata from the seeders (``ut_metadata``), then pieces from all of them at once,
-checking each against the torrent's SHA-256 merkle tree. Resume data is saved every second, so a daemon
+checking each against the torrent's SHA-256 merkle tree. Resume data is saved every half second, so a daemon
 killed mid-download continues where it stopped; without it, libtorrent re-checks what is on disk.
 """
 
@@ -95,118 +95,101 @@ async def download(
 ) -> TransferReport:
     """Fetch ``info_hash`` from ``seeders`` (``host:port``) into the store; returns who sent what."""
     with engine.busy():
-        return await _download(
-            engine,
-            store,
-            info_hash,
-            seeders,
-            progress=progress,
-            check_metadata=check_metadata,
-            stall_timeout_s=stall_timeout_s,
-        )
+        store.folder(info_hash).mkdir(parents=True, exist_ok=True)
+        handle = engine.find(info_hash)
+        resumed = 0
+        if handle is None:
+            params, resumed = _params(store, info_hash)
+            # Peers known at add time are connected at once (the torrent's connect boost); connect_peer
+            # afterwards waits for the session's next one-second tick (measured: 0.1-1.1 s for a 2 MB adapter
+            # that then takes 20 ms).
+            params.peers = [parse_addr(addr) for addr in seeders]
+            handle = engine.session.add_torrent(params)
+        else:
+            for addr in seeders:
+                with contextlib.suppress(Exception):
+                    handle.connect_peer(parse_addr(addr))
+        report = TransferReport(info_hash, 0, 0.0, resumed_bytes=resumed)
+        failures: list[int] = []
+        resume_ready: asyncio.Queue[bytes] = asyncio.Queue()
 
+        def on_alert(alert: Any) -> None:
+            if isinstance(alert, lt.hash_failed_alert):
+                failures.append(int(alert.piece_index))
+            elif isinstance(alert, lt.save_resume_data_alert):
+                resume_ready.put_nowait(lt.write_resume_data_buf(alert.params))
 
-async def _download(
-    engine: TorrentEngine,
-    store: MeshStore,
-    info_hash: str,
-    seeders: Sequence[str],
-    *,
-    progress: Progress | None = None,
-    check_metadata: MetadataCheck | None = None,
-    stall_timeout_s: float = STALL_TIMEOUT_S,
-) -> TransferReport:
-    store.folder(info_hash).mkdir(parents=True, exist_ok=True)
-    handle = engine.find(info_hash)
-    resumed = 0
-    if handle is None:
-        params, resumed = _params(store, info_hash)
-        # Peers known at add time are connected at once (the torrent's connect boost); connect_peer
-        # afterwards waits for the session's next one-second tick (measured: 0.1-1.1 s for a 2 MB adapter
-        # that then takes 20 ms).
-        params.peers = [parse_addr(addr) for addr in seeders]
-        handle = engine.session.add_torrent(params)
-    else:
-        for addr in seeders:
-            with contextlib.suppress(Exception):
-                handle.connect_peer(parse_addr(addr))
-    report = TransferReport(info_hash, 0, 0.0, resumed_bytes=resumed)
-    failures: list[int] = []
-    resume_ready: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def on_alert(alert: Any) -> None:
-        if isinstance(alert, lt.hash_failed_alert):
-            failures.append(int(alert.piece_index))
-        elif isinstance(alert, lt.save_resume_data_alert):
-            resume_ready.put_nowait(lt.write_resume_data_buf(alert.params))
-
-    unsubscribe = engine.on_torrent(info_hash, on_alert)
-    started = time.perf_counter()
-    last_change, last_done = time.monotonic(), -1
-    last_resume, last_connect = 0.0, time.monotonic()
-    checked = False
-    try:
-        while True:
-            status = handle.status()
-            now = time.monotonic()
-            if status.has_metadata and not checked:
-                if check_metadata is not None:
-                    try:
-                        check_metadata(handle)
-                    except BaseException:
-                        engine.session.remove_torrent(handle, lt.session.delete_files)
-                        store.resume_path(info_hash).unlink(missing_ok=True)
-                        raise
-                handle.unset_flags(lt.torrent_flags.upload_mode)
-                # A seeder only unchokes a peer that turns interested at its next unchoke round (about a
-                # second, measured: ten times the whole transfer of a 2 MB adapter); resuming reconnects
-                # at once (connect boost) and a fresh connection is unchoked at once.
-                handle.pause()
-                handle.resume()
-                last_connect, checked = now, True
-            if now - last_connect >= RECONNECT_EVERY_S and status.num_peers < len(seeders):
-                for addr in seeders:
-                    with contextlib.suppress(Exception):
-                        handle.connect_peer(parse_addr(addr))
-                last_connect = now
-            with contextlib.suppress(RuntimeError):
-                for peer in handle.get_peer_info():
-                    key = f"{peer.ip[0]}:{peer.ip[1]}"
-                    report.from_peers[key] = max(report.from_peers.get(key, 0), int(peer.total_download))
-            done = int(status.total_wanted_done)
-            if done != last_done:
-                last_done, last_change = done, now
-                if progress is not None and status.has_metadata:
-                    progress(
-                        {
-                            "info_hash": info_hash,
-                            "done": done,
-                            "total": int(status.total_wanted),
-                            "progress": round(float(status.progress), 4),
-                            "peers": int(status.num_peers),
-                            "rate": int(status.download_payload_rate),
-                        }
+        unsubscribe = engine.on_torrent(info_hash, on_alert)
+        started = time.perf_counter()
+        last_change, last_done = time.monotonic(), -1
+        last_resume, last_connect = 0.0, time.monotonic()
+        checked = False
+        try:
+            while True:
+                status = handle.status()
+                now = time.monotonic()
+                if status.has_metadata and not checked:
+                    if check_metadata is not None:
+                        try:
+                            check_metadata(handle)
+                        except BaseException:
+                            engine.session.remove_torrent(handle, lt.session.delete_files)
+                            store.resume_path(info_hash).unlink(missing_ok=True)
+                            raise
+                    handle.unset_flags(lt.torrent_flags.upload_mode)
+                    # A seeder only unchokes a peer that turns interested at its next unchoke round (about a
+                    # second, measured: ten times the whole transfer of a 2 MB adapter); resuming reconnects
+                    # at once (connect boost) and a fresh connection is unchoked at once.
+                    handle.pause()
+                    handle.resume()
+                    last_connect, checked = now, True
+                if now - last_connect >= RECONNECT_EVERY_S and status.num_peers < len(seeders):
+                    for addr in seeders:
+                        with contextlib.suppress(Exception):
+                            handle.connect_peer(parse_addr(addr))
+                    last_connect = now
+                with contextlib.suppress(RuntimeError):
+                    for peer in handle.get_peer_info():
+                        key = f"{peer.ip[0]}:{peer.ip[1]}"
+                        report.from_peers[key] = max(report.from_peers.get(key, 0), int(peer.total_download))
+                done = int(status.total_wanted_done)
+                if done != last_done:
+                    last_done, last_change = done, now
+                    if progress is not None and status.has_metadata:
+                        progress(
+                            {
+                                "info_hash": info_hash,
+                                "done": done,
+                                "total": int(status.total_wanted),
+                                "progress": round(float(status.progress), 4),
+                                "peers": int(status.num_peers),
+                                "rate": int(status.download_payload_rate),
+                            }
+                        )
+                if (
+                    status.has_metadata
+                    and status.is_finished
+                    and status.total_wanted_done == status.total_wanted
+                ):
+                    report.size = int(status.total_wanted)
+                    report.downloaded_bytes = int(status.total_payload_download)
+                    break
+                if now - last_change > stall_timeout_s:
+                    raise TransferFailedError(
+                        f"no data for {info_hash[:16]} from {len(seeders)} seeders in"
+                        f" {stall_timeout_s:.0f} s; are they still online? (`personad mesh peers`)",
                     )
-            if status.has_metadata and status.is_finished and status.total_wanted_done == status.total_wanted:
-                report.size = int(status.total_wanted)
-                report.downloaded_bytes = int(status.total_payload_download)
-                break
-            if now - last_change > stall_timeout_s:
-                raise TransferFailedError(
-                    f"no data for {info_hash[:16]} from {len(seeders)} seeders in {stall_timeout_s:.0f} s;"
-                    " are they still online? (`personad mesh peers`)",
-                )
-            if now - last_resume >= RESUME_EVERY_S and status.has_metadata:
-                handle.save_resume_data(lt.torrent_handle.save_info_dict)
-                last_resume = now
-            while not resume_ready.empty():
-                _write_resume(store, info_hash, resume_ready.get_nowait())
-            await asyncio.sleep(POLL_S)
-    finally:
-        unsubscribe()
-    report.seconds = time.perf_counter() - started
-    report.hash_failures = len(failures)
-    return report
+                if now - last_resume >= RESUME_EVERY_S and status.has_metadata:
+                    handle.save_resume_data(lt.torrent_handle.save_info_dict)
+                    last_resume = now
+                while not resume_ready.empty():
+                    _write_resume(store, info_hash, resume_ready.get_nowait())
+                await asyncio.sleep(POLL_S)
+        finally:
+            unsubscribe()
+        report.seconds = time.perf_counter() - started
+        report.hash_failures = len(failures)
+        return report
 
 
 async def save_torrent(engine: TorrentEngine, store: MeshStore, info_hash: str) -> None:
