@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 
+from personad.brain.embeddings import HashEmbedder, Vectors
 from personad.brain.store import Brain
+from personad.personas.memory import PersonaMemory, embedder_loading
 from tests.conftest import RunningDaemon, start_daemon
 from tests.personas.conftest import reply_to, wait_for
 
@@ -226,3 +231,33 @@ def test_odd_memories_and_queries_each_get_one_reply(persona_daemon: RunningDaem
     assert replies["r1"]["ok"] and isinstance(replies["r1"]["result"]["memories"], list)
     assert replies["r2"]["ok"] and replies["r3"]["ok"]
     assert replies["q1"]["error"]["code"] == "invalid_sql"
+
+
+async def test_a_stopping_persona_does_not_wait_for_the_embedding_model(tmp_path: Path) -> None:
+    """The model loads in a thread that a cancelled warm-up leaves behind, and that nothing waits for at
+    exit: a persona stopped seconds after it started once waited for torch to import (past the supervisor's
+    grace on a busy host, which then killed it)."""
+    release = threading.Event()
+
+    class SlowEmbedder(HashEmbedder):
+        def embed(self, texts: list[str]) -> Vectors:
+            if texts:
+                release.wait(30)
+            return super().embed(texts)
+
+    brain = Brain.open(tmp_path / "brain.sqlite", embedder=SlowEmbedder())
+    memory = PersonaMemory(brain.path, budget_tokens=100, brain=brain)
+    try:
+        loading = asyncio.create_task(memory.load_embedder())
+        await asyncio.sleep(0.05)
+        assert embedder_loading() and not loading.done()
+        loading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(loading, 1)
+        assert embedder_loading()  # abandoned, not waited for
+        release.set()
+        wait_for(lambda: not embedder_loading(), timeout=5)
+        await asyncio.wait_for(memory.load_embedder(), 5)  # loaded: returns at once
+    finally:
+        release.set()
+        brain.close()

@@ -9,7 +9,9 @@ just a remembered sentence from that user.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     from personad.brain.store import Brain
 
 log = logging.getLogger(__name__)
+
+# Threads loading the embedding model that nobody may be waiting for any more (see load_embedder).
+_loaders: set[threading.Thread] = set()
 
 MEMORY_PREFIX = "[memory]"
 CHARS_PER_TOKEN = 4  # a conservative average for English with BPE tokenisers; only used for budgeting
@@ -48,6 +53,46 @@ class PersonaMemory:
     def warm(self) -> None:
         """Open the brain and load the embedding model (seconds, once) before the first message needs them."""
         self.brain.recall("warm up", 1)
+
+    async def load_embedder(self) -> None:
+        """Load the embedding model the brain uses (seconds, once per process), in a daemon thread.
+
+        Loading touches no brain and nothing else worth finishing, so a cancelled wait (a persona told to
+        stop seconds after it started) abandons the thread: unlike ``asyncio.to_thread``, neither
+        ``asyncio.run`` nor the interpreter's exit waits for it (see ``embedder_loading``).
+        """
+        if self._brain is not None:
+            embedder: Any = self._brain.embedder
+        else:
+            from personad.brain.embeddings import default_embedder  # what Brain.open uses
+
+            embedder = default_embedder()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if done.done():  # the wait was cancelled
+                return
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        def load() -> None:
+            error: BaseException | None = None
+            try:
+                embedder.embed(["warm up"])
+            except BaseException as exc:  # handed to the waiter, which logs it
+                error = exc
+            finally:
+                _loaders.discard(threading.current_thread())
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, error)
+
+        thread = threading.Thread(target=load, name=f"embedder-load-{self.path.parent.name}", daemon=True)
+        _loaders.add(thread)
+        thread.start()
+        await done
 
     def close(self) -> None:
         if self._brain is not None and self._owned:
@@ -135,3 +180,8 @@ def _attribution(memory: dict[str, Any]) -> str:
 
 def _quote(text: str) -> str:
     return '"' + " ".join(text.split()).replace('"', "'") + '"'
+
+
+def embedder_loading() -> bool:
+    """Whether a thread started by ``load_embedder`` is still loading the model."""
+    return any(thread.is_alive() for thread in _loaders)

@@ -150,10 +150,19 @@ class PersonaDaemon:
             log.error("persona %s: %s failed", self.config.id, task.get_name(), exc_info=exc)
 
     async def _warm_memory(self, memory: PersonaMemory) -> None:
-        """Load the embedding model now rather than on the first message. Only a head start: a failure is
-        logged (with its traceback) and the first recall meets, and reports, the problem again."""
+        """Load the embedding model and open the brain now rather than on the first message. Only a head
+        start: a failure is logged (with its traceback) and the first recall meets, and reports, the problem
+        again. Cancelled (by ``stop``) while the model loads, it ends at once and leaves the loading thread
+        behind; while the brain opens, it lets that finish first, so that ``stop`` closes an open brain."""
         try:
-            await asyncio.to_thread(memory.warm)
+            await memory.load_embedder()
+            opening = asyncio.ensure_future(asyncio.to_thread(memory.warm))
+            try:
+                await asyncio.shield(opening)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):  # reported by the first recall, as any failure here
+                    await opening
+                raise
         except Exception:
             log.exception("persona %s: warming its memory failed", self.config.id)
 
@@ -291,7 +300,11 @@ class PersonaDaemon:
             await self.bus.close(drain=STOP_DRAIN_SECONDS)  # let answers in flight finish and be stored
             self.bus = None
         if self._warming is not None:
-            await self._warming  # logs its own failure
+            # Waiting for the model to load would hold a stopping persona for seconds (longer than the
+            # supervisor's grace on a busy host); the warm-up is only a head start.
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):  # logs its own failure
+                await self._warming
             self._warming = None
         if self.memory is not None:
             self.memory.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from personad.errors import PersonadError
 from personad.models.registry import load_provider_registry
 from personad.personas.config import PersonaStore
+from personad.personas.memory import embedder_loading
 from personad.personas.persona import PersonaDaemon
 
 log = logging.getLogger("personad.persona")
@@ -93,7 +94,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--persona", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s [{args.persona}] %(message)s")
-    sys.exit(asyncio.run(run(args.home.resolve(), args.persona)))
+    code = asyncio.run(run(args.home.resolve(), args.persona))
+    if embedder_loading():
+        # Stopped while the embedding model was still loading: the brain, the bus connection and the
+        # provider are closed by now, and the loading thread holds nothing else. Finalising the interpreter
+        # under a thread that is midway through importing torch is not safe, so leave without it.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
