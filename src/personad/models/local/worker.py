@@ -91,6 +91,7 @@ def build_app(token: str, engine: Any) -> FastAPI:
             "load_seconds": round(engine.load_seconds, 3),
             "convert_seconds": engine.convert_seconds,
             "threads": engine.threads,
+            "precision": getattr(getattr(engine, "decoder", None), "precision", None),
             "busy": runner.busy,
             "waiting": runner.waiting,
             "pid": os.getpid(),
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     def load_engine() -> Any:
         from personad.models.local.engine import LocalEngine  # torch is imported here, not at startup
 
-        engine = LocalEngine.load(args.cache_dir, threads=args.threads)
+        engine = LocalEngine.load(args.cache_dir, threads=args.threads, inference_only=True)
         if args.adapters is not None:
             from personad.lora.manager import LoraAdapterManager
 
