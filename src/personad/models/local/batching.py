@@ -70,6 +70,7 @@ class BatchScheduler:
         self._plan_key: tuple[Any, ...] | None = None
         self.steps = 0
         self.max_rows_seen = 0
+        self._all_threads = _torch_threads()
 
     # -- the runner interface -------------------------------------------------------------------------
 
@@ -192,6 +193,7 @@ class BatchScheduler:
             if self._cache is None:
                 self._cache = engine.decoder.new_cache(self.max_batch, len(row.prompt) + 64)
             plan = engine.plan([row.request.adapters])
+            self._threads(rows=len(row.prompt))
             logits = engine.decoder.prefill(row.prompt, self._cache, len(self._rows), plan)
         except Exception as exc:
             row.emit(exc)
@@ -205,9 +207,23 @@ class BatchScheduler:
         self._rows.append(row)  # its slot is its index: the prefill wrote slot len(rows)
         self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
 
+    def _threads(self, rows: int) -> None:
+        """One thread for a one-row decode step, all of them for prefills and batched steps.
+
+        In the worker, the event loop streams every token while the step runs; with two OpenMP threads on
+        two cores they keep preempting each other and one row decodes at ~32 tok/s, on one thread at ~44.
+        A prefill or a batch of rows has enough work per matmul to gain from both (docs/engine.md).
+        """
+        import torch
+
+        want = self.engine.single_row_threads if rows == 1 else (self.engine.threads or self._all_threads)
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
+
     def _step(self) -> None:
         """One forward pass for every active row."""
         rows = self._rows
+        self._threads(rows=len(rows))
         logits = self.engine.decoder.decode(
             [r.last_token for r in rows], [r.length for r in rows], self._cache, self._plan(rows)
         )
@@ -279,6 +295,12 @@ class BatchScheduler:
         self._plan_key = None
         if not kept:
             self._cache = self._current_plan = None  # an idle worker holds no cache
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _closed_error() -> UnavailableError:

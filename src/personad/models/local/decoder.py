@@ -29,7 +29,10 @@ Only what SmolLM2 and the test models use is supported (Llama, default RoPE, SiL
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import os
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,14 +104,58 @@ def unsupported_reason(config: Any) -> str | None:
     return None
 
 
-class _LazyTensors(Mapping[str, Any]):
-    """The tensors of open safetensors files, read from disk when indexed."""
+class _SafetensorsFile(Mapping[str, Any]):
+    """A safetensors file's tensors, each read with ``pread`` when indexed.
 
-    def __init__(self, files: list[Any]) -> None:
-        self._where = {key: handle for handle in files for key in handle.keys()}  # noqa: SIM118
+    Not ``safe_open``: it maps the file, and every page read through a mapping counts in this process's
+    resident memory until the mapping closes, so packing would peak at the float32 file plus its packed
+    copy (1.4 GB for SmolLM2). Reads go through the page cache, which is not ours; each float32 tensor
+    lives only until it is packed. The format is an 8-byte header length, a JSON header, then the data.
+    """
+
+    _DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64"}
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        (size,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
+        header = json.loads(os.pread(self._fd, size, 8))
+        header.pop("__metadata__", None)
+        self._start = 8 + size
+        self._header: dict[str, Any] = header
 
     def __getitem__(self, key: str) -> Any:
-        return self._where[key].get_tensor(key)
+        import torch
+
+        entry = self._header[key]
+        begin, end = entry["data_offsets"]
+        data = bytearray(end - begin)
+        with memoryview(data) as view:
+            got = os.preadv(self._fd, [view], self._start + begin)
+        if got != end - begin:
+            raise OSError(f"short read of {key!r}")
+        dtype = getattr(torch, self._DTYPES[entry["dtype"]])
+        if not data:
+            return torch.zeros(entry["shape"], dtype=dtype)
+        return torch.frombuffer(data, dtype=dtype).view(entry["shape"])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._header)
+
+    def __len__(self) -> int:
+        return len(self._header)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class _Tensors(Mapping[str, Any]):
+    """Several files' tensors as one mapping."""
+
+    def __init__(self, files: list[_SafetensorsFile]) -> None:
+        self._where = {key: handle for handle in files for key in handle}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._where[key][key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
@@ -243,16 +290,18 @@ class PackedDecoder:
     @classmethod
     def load(cls, model_dir: Path, *, precision: str = "fp16") -> PackedDecoder:
         """Pack straight from a model folder's ``config.json`` and safetensors: no transformers model."""
-        from safetensors import safe_open
-
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         reason = unsupported_reason(config)
         if reason:
             raise ValueError(f"the packed decoder cannot run this model: {reason}")
-        with contextlib.ExitStack() as files:
-            paths = sorted(model_dir.glob("*.safetensors"))
-            tensors = _LazyTensors([files.enter_context(safe_open(str(path), "pt")) for path in paths])
-            return cls(DecoderConfig.from_hf(config), tensors, precision=precision)
+        files = [_SafetensorsFile(path) for path in sorted(model_dir.glob("*.safetensors"))]
+        try:
+            decoder = cls(DecoderConfig.from_hf(config), _Tensors(files), precision=precision)
+        finally:
+            for handle in files:
+                handle.close()
+        _release_freed_memory()
+        return decoder
 
     @property
     def module_names(self) -> set[str]:
@@ -395,3 +444,9 @@ def _lora_delta(x: Any, plan: Any, name: str) -> Any:
         return None
     a_rows, b_rows = pair
     return torch.bmm(torch.bmm(x, a_rows), b_rows)
+
+
+def _release_freed_memory() -> None:
+    """Hand the float32 tensors' freed heap back to the system (glibc keeps it otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
