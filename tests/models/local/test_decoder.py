@@ -77,7 +77,7 @@ def test_a_stack_matches_the_hooked_transformers_model(model: Any, tmp_path: Pat
     ids = torch.randint(0, 96, (30,), generator=torch.Generator().manual_seed(2)).tolist()
     with hooked.apply([refs]):
         expected = reference_logits(model, ids)[7:]
-    got = decoder_logits(decoder, ids, prompt=8, plan=runtime.plan([refs]))
+    got = decoder_logits(decoder, ids, prompt=8, plan=decoder.fuse(runtime.plan([refs])))
     torch.testing.assert_close(got, expected, atol=2e-4, rtol=1e-4)
     assert float((got - reference_logits(model, ids)[7:]).abs().max()) > 1e-2  # the stack did something
 
@@ -93,7 +93,7 @@ def test_mixed_stacks_and_lengths_in_one_batch_match_each_row_alone(model: Any, 
     with torch.inference_mode():
         alone = []
         for prompt, stack in zip(prompts, stacks, strict=True):
-            plan = runtime.plan([stack])
+            plan = decoder.fuse(runtime.plan([stack]))
             cache = decoder.new_cache(1)
             logits = [decoder.prefill(prompt, cache, 0, plan)[0]]
             for step in range(steps):
@@ -102,11 +102,11 @@ def test_mixed_stacks_and_lengths_in_one_batch_match_each_row_alone(model: Any, 
             alone.append(torch.stack(logits))
         cache = decoder.new_cache(len(prompts))
         first = [
-            decoder.prefill(p, cache, slot, runtime.plan([s]))[0]
+            decoder.prefill(p, cache, slot, decoder.fuse(runtime.plan([s])))[0]
             for slot, (p, s) in enumerate(zip(prompts, stacks, strict=True))
         ]
         batched = [[logits] for logits in first]
-        plan = runtime.plan(stacks)
+        plan = decoder.fuse(runtime.plan(stacks))
         assert plan is not None and plan.mixed  # really one gathered plan for different stacks
         for step in range(steps):
             tokens = [int(rows[-1].argmax()) for rows in batched]

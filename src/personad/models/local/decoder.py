@@ -17,10 +17,11 @@ is in docs/engine.md. This decoder computes the same function with:
 * **grouped-query attention without expanding k/v**: at decode, the query heads that share a KV head
   are laid out as that head's "query positions", so one ``scaled_dot_product_attention`` call per layer
   reads each KV head once;
-* **LoRA inline**: the adapter runtime's plan (``personad.lora.runtime``) is passed in, and each targeted
-  projection adds ``(x @ A) @ B`` (one stack for all rows) or the gathered per-row ``bmm`` (mixed stacks)
-  to its slice of the fused output, in float32 on top of the base weights, which are never changed. Every
-  row of a mixed batch computes what it computes alone.
+* **LoRA inline**: the adapter runtime's plan (``personad.lora.runtime``) is regrouped by fused matmul
+  (:meth:`PackedDecoder.fuse`) and each fused matmul adds its adapters' delta in one fused multiply-add,
+  ``out += (x @ A) @ B`` (one stack for all rows) or the gathered per-row ``baddbmm`` (mixed stacks), in
+  float32 on top of the base weights, which are never changed. Every row of a mixed batch computes what
+  it computes alone.
 
 Only what SmolLM2 and the test models use is supported (Llama, default RoPE, SiLU MLP, no biases);
 :func:`unsupported_reason` says why another config is not, and the engine then keeps the reference path.
@@ -44,6 +45,13 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp16", "fp32")
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _BLOCK = {proj: "self_attn" if proj[0] in "qkvo" else "mlp" for proj in PROJECTIONS}
+# The decoder's fused matmuls and the projections (LoRA targets) each one computes, in output order.
+GROUPS = {
+    "qkv": ("q_proj", "k_proj", "v_proj"),
+    "o": ("o_proj",),
+    "gate_up": ("gate_proj", "up_proj"),
+    "down": ("down_proj",),
+}
 _INITIAL_LENGTH = 256
 
 
@@ -164,6 +172,14 @@ class _Tensors(Mapping[str, Any]):
         return len(self._where)
 
 
+@dataclass
+class FusedAdapters:
+    """A plan's factors per layer and fused matmul (see :meth:`PackedDecoder.fuse`)."""
+
+    layers: list[dict[str, tuple[Any, Any]]]
+    mixed: bool  # (B, in, R) / (B, R, out) per row, else (in, R) / (R, out) for every row
+
+
 class KVCache:
     """Keys and values for up to ``rows`` sequences, (layers, rows, kv_heads, length, head_dim) each.
 
@@ -269,12 +285,15 @@ class PackedDecoder:
         q, kv = c.heads * c.head_dim, c.kv_heads * c.head_dim
         # Where each projection's output sits inside the fused outputs, for the LoRA deltas.
         self._slices = {
-            "q_proj": ("qkv", 0, q),
-            "k_proj": ("qkv", q, q + kv),
-            "v_proj": ("qkv", q + kv, q + 2 * kv),
-            "gate_proj": ("gate_up", 0, c.intermediate),
-            "up_proj": ("gate_up", c.intermediate, 2 * c.intermediate),
+            "q_proj": (0, q),
+            "k_proj": (q, q + kv),
+            "v_proj": (q + kv, q + 2 * kv),
+            "o_proj": (0, c.hidden),
+            "gate_proj": (0, c.intermediate),
+            "up_proj": (c.intermediate, 2 * c.intermediate),
+            "down_proj": (0, c.hidden),
         }
+        self._widths = {"qkv": q + 2 * kv, "o": c.hidden, "gate_up": 2 * c.intermediate, "down": c.hidden}
 
     # -- construction --------------------------------------------------------------------------------
 
@@ -312,9 +331,48 @@ class PackedDecoder:
     def new_cache(self, rows: int = 1, length: int = _INITIAL_LENGTH) -> KVCache:
         return KVCache(self.config, rows, length)
 
+    def fuse(self, plan: Any) -> FusedAdapters | None:
+        """Regroup a runtime plan (``personad.lora.runtime``) by this decoder's fused matmuls.
+
+        The projections of one fused matmul share its input, so their factors become one pair: A side by
+        side, B block-diagonal over the fused output (zeros elsewhere). Each group then costs one low-rank
+        matmul and one fused multiply-add (``addmm_``/``baddbmm_``) instead of two matmuls and an add per
+        projection. The delta is the same sum, so this is exact up to float rounding. Done once per
+        request (or per batch composition), not per step.
+        """
+        if plan is None:
+            return None
+        import torch
+
+        mixed = bool(plan.mixed)
+        source: dict[str, Any] = (
+            plan.mixed if mixed else {name: (f.a_t, f.b_t) for name, f in plan.single.items()}
+        )
+        layers: list[dict[str, tuple[Any, Any]]] = []
+        for names in self.names:
+            groups: dict[str, tuple[Any, Any]] = {}
+            for group, projections in GROUPS.items():
+                parts = [(proj, source[names[proj]]) for proj in projections if names[proj] in source]
+                if not parts:
+                    continue
+                rank = sum(int(a.shape[-1]) for _, (a, _) in parts)
+                a_all = torch.cat([a for _, (a, _) in parts], dim=-1)
+                first_b = parts[0][1][1]
+                b_all = torch.zeros(*first_b.shape[:-2], rank, self._widths[group], dtype=first_b.dtype)
+                offset = 0
+                for proj, (a, b) in parts:
+                    start, end = self._slices[proj]
+                    b_all[..., offset : offset + a.shape[-1], start:end] = b
+                    offset += int(a.shape[-1])
+                groups[group] = (a_all, b_all)
+            layers.append(groups)
+        return FusedAdapters(layers, mixed)
+
     # -- the forward pass ----------------------------------------------------------------------------
 
-    def prefill(self, ids: list[int], cache: KVCache, slot: int, plan: Any = None) -> torch.Tensor:
+    def prefill(
+        self, ids: list[int], cache: KVCache, slot: int, adapters: FusedAdapters | None = None
+    ) -> torch.Tensor:
         """Run one prompt into ``cache`` slot ``slot`` (from position 0); the last position's logits."""
         import torch
 
@@ -326,9 +384,9 @@ class PackedDecoder:
         nq, nkv, d = c.heads, c.kv_heads, c.head_dim
         sdpa = torch.nn.functional.scaled_dot_product_attention
         for i, weights in enumerate(self.layers):
-            names = self.names[i]
+            lora = adapters.layers[i] if adapters is not None else None
             x = torch.rms_norm(h, (c.hidden,), weights["attn_norm"], c.eps)
-            qkv = self._project(x, weights, "qkv", names, plan)
+            qkv = self._project(x, weights, "qkv", lora)
             qk = qkv[..., : (nq + nkv) * d].view(1, count, nq + nkv, d).transpose(1, 2)
             qk = torch.addcmul(qk * cos, qk.roll(d // 2, -1), sin)
             v = qkv[..., (nq + nkv) * d :].view(1, count, nkv, d).transpose(1, 2)
@@ -336,11 +394,13 @@ class PackedDecoder:
             cache.keys[i, slot, :, :count] = k[0]
             cache.values[i, slot, :, :count] = v[0]
             att = sdpa(q, k, v, is_causal=True, enable_gqa=nq != nkv)
-            h = h + self._out(att.transpose(1, 2).reshape(1, count, nq * d), weights, names, plan)
-            h = h + self._mlp(h, weights, names, plan)
+            h = h + self._project(att.transpose(1, 2).reshape(1, count, nq * d), weights, "o", lora)
+            h = h + self._mlp(h, weights, lora)
         return self._logits(h[:, -1])
 
-    def decode(self, tokens: list[int], lengths: list[int], cache: KVCache, plan: Any = None) -> torch.Tensor:
+    def decode(
+        self, tokens: list[int], lengths: list[int], cache: KVCache, adapters: FusedAdapters | None = None
+    ) -> torch.Tensor:
         """One step for rows ``0..B-1``: token ``tokens[i]`` at position ``lengths[i]``; logits (B, vocab).
 
         Slot ``i`` must hold row ``i``'s first ``lengths[i]`` positions; each row's new key and value are
@@ -370,9 +430,9 @@ class PackedDecoder:
                 mask = span.view(rows, 1, 1, longest)
         sdpa = torch.nn.functional.scaled_dot_product_attention
         for i, weights in enumerate(self.layers):
-            names = self.names[i]
+            lora = adapters.layers[i] if adapters is not None else None
             x = torch.rms_norm(h, (c.hidden,), weights["attn_norm"], c.eps)
-            qkv = self._project(x, weights, "qkv", names, plan)
+            qkv = self._project(x, weights, "qkv", lora)
             qk = qkv[:, 0, :split].view(rows, nq + nkv, d)
             qk = torch.addcmul(qk * cos, qk.roll(d // 2, -1), sin)
             keys, values = cache.keys[i], cache.values[i]
@@ -382,8 +442,8 @@ class PackedDecoder:
             # so no causal mask): one attention call reads each KV head once, nothing is expanded.
             q = qk[:, :nq].view(rows, nkv, group, d)
             att = sdpa(q, keys[:rows, :, :longest], values[:rows, :, :longest], attn_mask=mask)
-            h = h + self._out(att.view(rows, 1, nq * d), weights, names, plan)
-            h = h + self._mlp(h, weights, names, plan)
+            h = h + self._project(att.view(rows, 1, nq * d), weights, "o", lora)
+            h = h + self._mlp(h, weights, lora)
         return self._logits(h[:, -1])
 
     # -- pieces --------------------------------------------------------------------------------------
@@ -393,57 +453,32 @@ class PackedDecoder:
 
         return torch.nn.functional.embedding(ids, self.embedding).float()
 
-    def _project(self, x: Any, weights: dict[str, Any], fused: str, names: dict[str, str], plan: Any) -> Any:
-        out = self._linear(x, weights[fused])
-        if plan is not None:
-            for proj, (target, start, end) in self._slices.items():
-                if target == fused:
-                    delta = _lora_delta(x, plan, names[proj])
-                    if delta is not None:
-                        out[..., start:end] += delta
+    def _project(self, x: Any, weights: dict[str, Any], group: str, lora: dict[str, Any] | None) -> Any:
+        """A fused matmul, plus its adapters' delta added in place in float32."""
+        out = self._linear(x, weights[group])
+        if lora is not None and group in lora:
+            a, b = lora[group]
+            if a.dim() == 3:  # one stack per row: (B, in, R) and (B, R, out)
+                out.baddbmm_(x.bmm(a), b)
+            else:
+                flat = out.view(-1, out.shape[-1])
+                flat.addmm_(x.reshape(-1, x.shape[-1]) @ a, b)
         return out
 
-    def _out(self, att: Any, weights: dict[str, Any], names: dict[str, str], plan: Any) -> Any:
-        out = self._linear(att, weights["o"])
-        if plan is not None:
-            delta = _lora_delta(att, plan, names["o_proj"])
-            if delta is not None:
-                out += delta
-        return out
-
-    def _mlp(self, h: Any, weights: dict[str, Any], names: dict[str, str], plan: Any) -> Any:
+    def _mlp(self, h: Any, weights: dict[str, Any], lora: dict[str, Any] | None) -> Any:
         import torch
 
         c = self.config
         x = torch.rms_norm(h, (c.hidden,), weights["mlp_norm"], c.eps)
-        gate_up = self._project(x, weights, "gate_up", names, plan)
+        gate_up = self._project(x, weights, "gate_up", lora)
         inner = torch.nn.functional.silu(gate_up[..., : c.intermediate]) * gate_up[..., c.intermediate :]
-        out = self._linear(inner, weights["down"])
-        if plan is not None:
-            delta = _lora_delta(inner, plan, names["down_proj"])
-            if delta is not None:
-                out += delta
-        return out
+        return self._project(inner, weights, "down", lora)
 
     def _logits(self, h: Any) -> Any:
         import torch
 
         x = torch.rms_norm(h, (self.config.hidden,), self.norm, self.config.eps)
         return self._linear(x, self.head)
-
-
-def _lora_delta(x: Any, plan: Any, name: str) -> Any:
-    """The plan's low-rank delta for module ``name`` on input ``x`` (B, T, in), or None."""
-    import torch
-
-    flat = plan.single.get(name)
-    if flat is not None:
-        return torch.matmul(torch.matmul(x, flat.a_t), flat.b_t)
-    pair = plan.mixed.get(name)
-    if pair is None:
-        return None
-    a_rows, b_rows = pair
-    return torch.bmm(torch.bmm(x, a_rows), b_rows)
 
 
 def _release_freed_memory() -> None:

@@ -458,13 +458,13 @@ class LocalEngine:
         return BatchScheduler(self, max_batch=max_batch or DEFAULT_MAX_BATCH)
 
     def plan(self, rows: Sequence[Sequence[AdapterRef]]) -> Any:
-        """The adapter plan for a batch whose row ``i`` runs stack ``rows[i]``: what the decoder adds to
-        each projection (None when no row has adapters)."""
+        """The adapters for a batch whose row ``i`` runs stack ``rows[i]``, regrouped for the decoder's
+        fused matmuls (None when no row has adapters)."""
         for adapters in rows:
             self.check_adapters(adapters)
         if self.adapter_manager is None or not any(rows):
             return None
-        return self.adapter_manager.plan(rows)
+        return self.decoder.fuse(self.adapter_manager.plan(rows))
 
     # -- generation ----------------------------------------------------------------------------------
 
