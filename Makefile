@@ -26,6 +26,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/brain.py
 	$(BIN)/python benchmarks/brain_crash.py
 	$(BIN)/python benchmarks/lora.py
+	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/sheriff.py
 
 install: $(STAMP)
