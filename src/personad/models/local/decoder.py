@@ -239,6 +239,7 @@ class PackedDecoder:
         self.precision = precision
         c = config
         self._linear: Any
+        embedding = tensors["model.embed_tokens.weight"]  # read once: it is the tied head too
         if precision == "fp16":
             prepack = torch.ops.quantized.linear_prepack_fp16
             self._linear = torch.ops.quantized.linear_dynamic_fp16
@@ -246,17 +247,16 @@ class PackedDecoder:
             def pack(weight: Any) -> Any:
                 return prepack(weight.detach().float().contiguous(), None)
 
-            self.embedding = tensors["model.embed_tokens.weight"].detach().to(torch.float16)
+            self.embedding = embedding.detach().to(torch.float16)
         else:
             self._linear = torch.nn.functional.linear
 
             def pack(weight: Any) -> Any:
                 return weight.detach().float().contiguous()
 
-            self.embedding = tensors["model.embed_tokens.weight"].detach().float()
-        tied = "lm_head.weight" not in tensors
-        head = tensors["model.embed_tokens.weight" if tied else "lm_head.weight"]
-        self.head = pack(head)
+            self.embedding = embedding.detach().float()
+        self.head = pack(tensors.get("lm_head.weight", embedding))
+        del embedding
         self.norm = tensors["model.norm.weight"].detach().float()
         self.layers: list[dict[str, Any]] = []
         self.names: list[dict[str, str]] = []
@@ -319,7 +319,7 @@ class PackedDecoder:
         finally:
             for handle in files:
                 handle.close()
-        _release_freed_memory()
+        release_freed_memory()
         return decoder
 
     @property
@@ -481,7 +481,7 @@ class PackedDecoder:
         return self._linear(x, self.head)
 
 
-def _release_freed_memory() -> None:
+def release_freed_memory() -> None:
     """Hand the float32 tensors' freed heap back to the system (glibc keeps it otherwise)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -464,7 +464,14 @@ class LocalEngine:
             self.check_adapters(adapters)
         if self.adapter_manager is None or not any(rows):
             return None
-        return self.decoder.fuse(self.adapter_manager.plan(rows))
+        from personad.models.local.decoder import release_freed_memory
+
+        fused = self.decoder.fuse(self.adapter_manager.plan(rows))
+        if fused is not None and fused.mixed:
+            # The runtime's gathered factors were copied into the fused ones and freed: give the heap
+            # back, or each change in a batch's make-up leaves its plan's size behind in the RSS.
+            release_freed_memory()
+        return fused
 
     # -- generation ----------------------------------------------------------------------------------
 
