@@ -1,10 +1,9 @@
 """The local engine's inference path: a Llama decoder written for decode speed on a small CPU.
 
 transformers' ``LlamaForCausalLM`` is the reference (training, exams and the LoRA exactness checks run
-on it), but one decode step through it costs ~90 ms on 2 cores for a 135M model whose matmuls need ~7:
-the rest is Python and tensor bookkeeping (a module call per projection, a dynamic KV cache that
-concatenates every step, attention masks rebuilt per layer, forward hooks for the adapters). The profile
-is in docs/engine.md. This decoder computes the same function with:
+on it), but one decode step through it costs ~70 ms on 2 cores, most of it float32 matmuls: torch's float32
+``linear`` at batch 1 reads weights at ~9.5 GB/s here. The profile is in docs/engine.md. This decoder
+computes the same function with:
 
 * **fused projections**: q, k and v in one matmul, gate and up in one; RoPE on q and k together;
 * **fp16 weights through fbgemm** (``torch.ops.quantized.linear_dynamic_fp16``): weights stored in half
@@ -24,7 +23,7 @@ is in docs/engine.md. This decoder computes the same function with:
   it computes alone.
 
 Only what SmolLM2 and the test models use is supported (Llama, default RoPE, SiLU MLP, no biases);
-:func:`unsupported_reason` says why another config is not, and the engine then keeps the reference path.
+:func:`unsupported_reason` says why another config is not (the engine refuses to load such a model).
 """
 
 from __future__ import annotations
@@ -262,8 +261,8 @@ class PackedDecoder:
         self.names: list[dict[str, str]] = []
         for i in range(c.layers):
             p = f"model.layers.{i}."
-            # Indexing one layer's keys at a time: from a lazy file mapping, only one layer's float32
-            # weights are in memory at once while packing.
+            # One layer's keys at a time: read lazily from the file, only one layer's float32 weights are
+            # in memory at once while packing.
             t = {key[len(p) :]: tensors[key] for key in tensors if key.startswith(p)}
             self.layers.append(
                 {
