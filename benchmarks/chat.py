@@ -40,8 +40,10 @@ def log(line: str) -> None:
     print(line, flush=True)
 
 
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    env = {**os.environ, "PERSONAD_DEFAULT_PERSONA": ""}
+def start_daemon(
+    home: Path, *, default_persona: bool = False
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    env = {**os.environ} if default_persona else {**os.environ, "PERSONAD_DEFAULT_PERSONA": ""}
     cmd = [
         sys.executable,
         "-m",

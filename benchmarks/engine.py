@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from chat import start_daemon  # benchmarks/ is on the path when a benchmark runs
 
 QUESTION = "Write a long story about a dragon who learns to fly."
 SHORT = "What is the capital of France?"
@@ -258,30 +259,9 @@ async def llama_trial(python: str, gguf: Path, args: argparse.Namespace) -> dict
 # -- time to first token through /v1 -------------------------------------------------------------------
 
 
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    cmd = [sys.executable, "-m", "personad.cli", "serve", "--home", str(home), "--port", "0"]
-    proc = subprocess.Popen(
-        [*cmd, "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the daemon exited during start")
-        state_file = home / "daemon.json"
-        if state_file.exists():
-            state = json.loads(state_file.read_text())
-            try:
-                if httpx.get(state["url"] + "/healthz", timeout=1).status_code == 200:
-                    return proc, state
-            except httpx.TransportError:
-                pass
-        time.sleep(0.1)
-    raise RuntimeError("the daemon did not start")
-
-
 async def ttft_trials(root: Path, args: argparse.Namespace, llama: str | None, gguf: Path) -> dict[str, Any]:
     home = root / "daemon"
-    proc, state = start_daemon(home)
+    proc, state = start_daemon(home, default_persona=True)  # /v1 answers as the default persona
     llama_proc = None
     try:
         url, key = state["url"], state["token"]

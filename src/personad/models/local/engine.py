@@ -460,18 +460,12 @@ class LocalEngine:
     def plan(self, rows: Sequence[Sequence[AdapterRef]]) -> Any:
         """The adapters for a batch whose row ``i`` runs stack ``rows[i]``, regrouped for the decoder's
         fused matmuls (None when no row has adapters)."""
-        for adapters in rows:
-            self.check_adapters(adapters)
         if self.adapter_manager is None or not any(rows):
+            for adapters in rows:
+                self.check_adapters(adapters)  # refuses a stack this engine cannot apply
             return None
-        from personad.models.local.decoder import release_freed_memory
-
-        fused = self.decoder.fuse(self.adapter_manager.plan(rows))
-        if fused is not None and fused.mixed:
-            # The runtime's gathered factors were copied into the fused ones and freed: give the heap
-            # back, or each change in a batch's make-up leaves its plan's size behind in the RSS.
-            release_freed_memory()
-        return fused
+        # The runtime resolves every row's stack (refusing unknown adapters) while building the plan.
+        return self.decoder.fuse(self.adapter_manager.plan(rows))
 
     # -- generation ----------------------------------------------------------------------------------
 
