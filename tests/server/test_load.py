@@ -88,8 +88,6 @@ async def test_a_stalled_reader_is_closed_not_served_a_gap(
 ) -> None:
     """A member that stops reading while events pile up must be closed (1013), as the protocol says; what
     it received before the close must be a gap-free prefix. It must never get later events past a gap."""
-    # A small outbox (4096 in the daemon) so a few MB overflow it; read when each connection is made.
-    monkeypatch.setattr("personad.server.websocket.OUTBOX_LIMIT", 64)
     import asyncio
     import json
 
@@ -97,7 +95,11 @@ async def test_a_stalled_reader_is_closed_not_served_a_gap(
     from websockets.exceptions import ConnectionClosed
 
     url = _url(running)
+    # The sender is a member of the room it floods, so it gets its own 800 events back: it keeps the
+    # daemon's outbox (4096), or a loaded machine that slows its reader would close it instead.
     sender = await bench.CheckedConn(url, "sender").open()
+    # A small outbox for the stalled member, so a few MB overflow it; read when each connection is made.
+    monkeypatch.setattr("personad.server.websocket.OUTBOX_LIMIT", 64)
     # max_queue=1: the client stops reading from the socket after one buffered frame, and a small receive
     # buffer keeps TCP from absorbing much, so the stalled connection's outbox overflows.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

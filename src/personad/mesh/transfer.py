@@ -27,6 +27,7 @@ STALL_TIMEOUT_S = 60.0
 RESUME_EVERY_S = 0.5
 RECONNECT_EVERY_S = 2.0
 TORRENT_ATTEMPTS = 20
+ANSWER_TIMEOUT_S = 10.0  # how long libtorrent may take to answer a resume-data request
 POLL_S = 0.005  # the transfer loop's period: a 2 MB adapter takes ~20 ms on loopback
 # Added torrents start paused and auto-managed (queued behind others): a mesh transfer starts at once.
 _QUEUED = lt.torrent_flags.auto_managed | lt.torrent_flags.paused
@@ -112,12 +113,19 @@ async def download(
         report = TransferReport(info_hash, 0, 0.0, resumed_bytes=resumed)
         failures: list[int] = []
         resume_ready: asyncio.Queue[bytes] = asyncio.Queue()
+        # Resume data asked for and not answered yet. Each request is answered by exactly one alert; one
+        # still in flight when this returns would reach save_torrent's listener as if it answered its
+        # flushing request, and the files would be read before libtorrent wrote its last blocks.
+        asked = [0]
 
         def on_alert(alert: Any) -> None:
             if isinstance(alert, lt.hash_failed_alert):
                 failures.append(int(alert.piece_index))
             elif isinstance(alert, lt.save_resume_data_alert):
+                asked[0] -= 1
                 resume_ready.put_nowait(lt.write_resume_data_buf(alert.params))
+            elif isinstance(alert, lt.save_resume_data_failed_alert):
+                asked[0] -= 1
 
         unsubscribe = engine.on_torrent(info_hash, on_alert)
         started = time.perf_counter()
@@ -181,10 +189,16 @@ async def download(
                     )
                 if now - last_resume >= RESUME_EVERY_S and status.has_metadata:
                     handle.save_resume_data(lt.torrent_handle.save_info_dict)
+                    asked[0] += 1
                     last_resume = now
                 while not resume_ready.empty():
                     _write_resume(store, info_hash, resume_ready.get_nowait())
                 await asyncio.sleep(POLL_S)
+            answered_by = time.monotonic() + ANSWER_TIMEOUT_S
+            while asked[0] > 0 and time.monotonic() < answered_by:
+                await asyncio.sleep(POLL_S)
+            while not resume_ready.empty():
+                _write_resume(store, info_hash, resume_ready.get_nowait())
         finally:
             unsubscribe()
         report.seconds = time.perf_counter() - started
@@ -197,26 +211,40 @@ async def save_torrent(engine: TorrentEngine, store: MeshStore, info_hash: str) 
     libtorrent's own record: what we seed from after a restart.
 
     "Finished" means every piece passed its hash, not that it is on disk: libtorrent may still hold blocks
-    in its store buffer (measured: a 20 MB adapter hashed wrong when read straight after). Resume data
-    asked for with ``flush_disk_cache`` comes only once they are written.
+    in its store buffer (measured: a 20 MB adapter hashed wrong when read straight after). Resume data does
+    not wait for them (libtorrent posts its alert at once and releases the files later); ``flush_cache``
+    does: its alert comes after a fence job that waits for every write queued before it.
     """
     handle = engine.find(info_hash)
     if handle is None:
         raise TransferFailedError(f"{info_hash[:16]} is not in the session any more")
     ready: asyncio.Queue[Any] = asyncio.Queue()
 
+    flushed = asyncio.Event()
+
     def on_alert(alert: Any) -> None:
         if isinstance(alert, lt.save_resume_data_alert):
             ready.put_nowait(alert.params)
+        elif isinstance(alert, lt.save_resume_data_failed_alert):
+            ready.put_nowait(None)
+        elif isinstance(alert, lt.cache_flushed_alert):
+            flushed.set()
 
     # Right after the last piece libtorrent may not yet have merged every file's hashes into its piece
     # layers ("a piece layer is invalid"): ask again shortly.
     unsubscribe = engine.on_torrent(info_hash, on_alert)
     try:
         with engine.busy():
+            handle.flush_cache()
+            try:
+                await asyncio.wait_for(flushed.wait(), ANSWER_TIMEOUT_S)
+            except TimeoutError:
+                raise TransferFailedError(f"libtorrent did not write {info_hash[:16]} to disk") from None
             for attempt in range(TORRENT_ATTEMPTS):
                 handle.save_resume_data(lt.torrent_handle.save_info_dict | lt.torrent_handle.flush_disk_cache)
-                params = await asyncio.wait_for(ready.get(), 10.0)
+                params = await asyncio.wait_for(ready.get(), ANSWER_TIMEOUT_S)
+                if params is None:
+                    raise TransferFailedError(f"libtorrent could not write {info_hash[:16]} to disk")
                 try:
                     torrent = lt.write_torrent_file(params)
                     break
