@@ -199,8 +199,20 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
     @click.option("--rank", type=int, default=8, show_default=True)
     @click.option("--alpha", type=float, default=None, help="default 2 x rank")
     @click.option("--targets", default="q_proj,v_proj", show_default=True)
-    @click.option("--epochs", type=int, default=1, show_default=True)
-    @click.option("--max-steps", type=int, default=None)
+    @click.option(
+        "--epochs",
+        type=int,
+        default=1,
+        show_default=True,
+        help="passes over the data; ignored when --max-steps is given",
+    )
+    @click.option(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="train exactly N optimizer steps, repeating the data (reshuffled each pass) as often as needed;"
+        " overrides --epochs, as max_steps does in HF Trainer",
+    )
     @click.option("--lr", type=float, default=1e-3, show_default=True)
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--batch-size", type=int, default=4, show_default=True)
@@ -266,8 +278,9 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
             click.echo(json.dumps({"manifest": manifest.to_dict()}))
             return
         click.echo(
-            f"trained {manifest.name}: {result.steps} steps in {result.seconds:.1f}s, loss"
-            f" {result.losses[0]:.3f} → {result.losses[-1]:.3f}; {_size(manifest.size_bytes)}, lora_hash"
+            f"trained {manifest.name}: {result.steps} steps ({result.epochs} epochs) in"
+            f" {result.seconds:.1f}s, loss {result.losses[0]:.3f} → {result.losses[-1]:.3f};"
+            f" {_size(manifest.size_bytes)}, lora_hash"
             f" {manifest.lora_hash[:12]}"
         )
 

@@ -84,8 +84,16 @@ class TrainParams(BaseModel):
     )
     rank: int = Field(default=8, ge=1, le=256)
     targets: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
-    epochs: int = Field(default=1, ge=1, le=100)
-    max_steps: int | None = Field(default=None, ge=1, le=100_000)
+    epochs: int = Field(
+        default=1, ge=1, le=100, description="passes over the data; ignored when max_steps is given"
+    )
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="train exactly this many optimizer steps, repeating the data (reshuffled each pass) as"
+        " often as needed; overrides epochs, as max_steps does in HF Trainer",
+    )
     lr: float = Field(default=1e-3, gt=0, le=1)
     seed: int = 0
     replace: bool = False
@@ -145,10 +153,13 @@ async def lora_show(ctx: CommandContext, params: NameParams) -> dict[str, Any]:
 
 
 def _store_stack(ctx: CommandContext, persona_id: str, names: list[str], scales: dict[str, float]) -> Any:
+    from personad.personas.checks import check_persona
+
     store = ctx.daemon.persona_store
     config = store.load(persona_id)
     config.lora_adapters = names
     config.lora_scales = scales
+    check_persona(config, home=ctx.daemon.home, providers=ctx.daemon.providers)
     store.save(config)
     # A running persona holds its config in memory: tell it to re-read the file.
     ctx.daemon.events.publish("persona_config_changed", {"persona": persona_id}, to=[persona_id])
@@ -255,9 +266,11 @@ async def lora_train(ctx: CommandContext, params: TrainParams) -> dict[str, Any]
     """Train a LoRA adapter on the local model (PEFT SFT; parents active and frozen) and register it.
 
     Data: `data` (a chat JSONL file in your artifacts) or inline `examples`; optionally an `anchor` file whose
-    answers must keep the parents' distribution (KL term). Runs as a job (`personad lora train` in a child
-    process): returns `{"job": {...}}` at once; `lora_train_progress` events ({name, step, total_steps, loss})
-    and `job_progress` go to the caller; the finished job's result is the new adapter's manifest.
+    answers must keep the parents' distribution (KL term). `max_steps` trains exactly that many steps,
+    repeating the data as needed (it overrides `epochs`, as in HF Trainer). Runs as a job (`personad lora
+    train` in a child process): returns `{"job": {...}}` at once; `lora_train_progress` events ({name, step,
+    total_steps, loss}) and `job_progress` go to the caller; the finished job's result is the new adapter's
+    manifest, whose `training` summary holds the steps and epochs run.
     """
     _require(ctx, "train adapters")
     if (params.data is None) == (params.examples is None):

@@ -51,8 +51,9 @@ class TrainingConfig:
     rank: int = 8
     alpha: float | None = None  # default 2 * rank
     targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-    epochs: int = 1
-    max_steps: int | None = None  # stops early when reached
+    epochs: int = 1  # passes over the data; ignored when max_steps is given
+    # exactly this many optimizer steps, the data reshuffled each pass (as HF Trainer: overrides epochs)
+    max_steps: int | None = None
     lr: float = 1e-3
     seed: int = 0
     batch_size: int = 4
@@ -112,6 +113,7 @@ class TrainingResult:
     seconds: float
     examples: int
     tokens: int
+    epochs: int  # passes over the data run (the last may be partial)
 
 
 def _data_error(path: Path, line: int | None, problem: str) -> BadRequestError:
@@ -397,9 +399,11 @@ def train_adapter(
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
     per_epoch = math.ceil(len(examples) / config.batch_size)
-    total_steps = per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    # As in HF Trainer, max_steps overrides epochs: passes repeat, each reshuffled, until it is reached, and
+    # the last pass stops part-way if per_epoch does not divide it. The shuffles come from one seeded
+    # stream, so a run of N steps is the same (same lora_hash) whether N came from epochs or max_steps.
+    total_steps = config.max_steps if config.max_steps is not None else per_epoch * config.epochs
+    epochs_run = math.ceil(total_steps / per_epoch)
     shuffler = random.Random(config.seed)
     torch.manual_seed(config.seed)
     losses: list[float] = []
@@ -407,7 +411,7 @@ def train_adapter(
     anchor_order: list[int] = []
     started = time.monotonic()
     step = 0
-    for epoch in range(math.ceil(total_steps / per_epoch)):
+    for epoch in range(epochs_run):
         order = list(range(len(examples)))
         shuffler.shuffle(order)
         for first in range(0, len(order), config.batch_size)[: total_steps - step]:
@@ -449,8 +453,10 @@ def train_adapter(
         "anchor_kl": [anchor_losses[0], anchor_losses[-1]] if anchor_losses else None,
         "tokens": tokens,
         "labelled_tokens": sum(label != IGNORE for e in examples for label in e.labels),
-        "epochs": config.epochs,
+        "epochs": epochs_run,  # passes over the data run (the last may be partial), not the setting
         "steps": step,
+        "steps_per_epoch": per_epoch,
+        "max_steps": config.max_steps,
         "batch_size": config.batch_size,
         "max_length": config.max_length,
         "lr": config.lr,
@@ -477,4 +483,4 @@ def train_adapter(
             metrics={},
             replace=config.replace,
         )
-    return TrainingResult(manifest, losses, step, seconds, len(examples), tokens)
+    return TrainingResult(manifest, losses, step, seconds, len(examples), tokens, epochs_run)
