@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
+import math
 import re
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from PIL import Image
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 from personad.browser.manager import SessionBrowser
 from personad.bus.commands import CommandRegistry
@@ -51,24 +54,177 @@ class BrowserJsParams(BaseModel):
     timeout_ms: int = Field(default=30_000, ge=100, le=300_000)
 
 
+# Screenshot geometry, in CSS pixels (the page's device scale factor is 1, so also image pixels).
+MIN_VIEWPORT = 16
+MAX_VIEWPORT = 8192
+MAX_CLIP = 16383  # WebP's largest side; Chromium's own capture limit is about the same
+_EXTENSIONS: dict[str, tuple[str, ...]] = {"png": ("png",), "jpeg": ("jpg", "jpeg"), "webp": ("webp",)}
+_FORMAT_OF_EXTENSION = {ext: fmt for fmt, exts in _EXTENSIONS.items() for ext in exts}
+# The size Playwright trims a full-page clip to (its own fullPageSize), so the bounds check agrees with it.
+_PAGE_SIZE_JS = """() => {
+  const d = document.documentElement, b = document.body || d;
+  const w = Math.max(b.scrollWidth, d.scrollWidth, b.offsetWidth, d.offsetWidth, b.clientWidth,
+                     d.clientWidth);
+  const h = Math.max(b.scrollHeight, d.scrollHeight, b.offsetHeight, d.offsetHeight, b.clientHeight,
+                     d.clientHeight);
+  return [w, h];
+}"""
+
+
+def _numbers(value: Any, names: tuple[str, ...], what: str, example: str) -> Any:
+    """A list or "a,b,c" / "AxB" string of len(names) numbers as a dict; other values pass to the model."""
+    if isinstance(value, str):
+        text = value.strip()
+        parts = re.split(r"\s*[,xX]\s*|\s+", text) if text else []
+        if len(parts) != len(names):
+            raise PydanticCustomError(
+                f"invalid_{what}",
+                "{what} as a string is {example}, got {value}",
+                {"what": what, "example": example, "value": repr(value)},
+            )
+        value = parts
+    if isinstance(value, list | tuple):
+        if len(value) != len(names):
+            raise PydanticCustomError(
+                f"invalid_{what}",
+                "{what} as a list is [{names}], got {count} item(s)",
+                {"what": what, "names": ", ".join(names), "count": len(value)},
+            )
+        value = dict(zip(names, value, strict=True))
+    if isinstance(value, dict) and any(isinstance(v, bool) for v in value.values()):
+        raise PydanticCustomError(
+            f"invalid_{what}", "{what} values are pixel counts, not booleans", {"what": what}
+        )
+    return value
+
+
+class Clip(BaseModel):
+    """A rectangle of the page in CSS pixels: from the viewport's top-left, or the page's with full_page."""
+
+    model_config = ConfigDict(extra="forbid")
+    x: int = Field(ge=0, le=MAX_CLIP)
+    y: int = Field(ge=0, le=MAX_CLIP)
+    width: int = Field(gt=0, le=MAX_CLIP)
+    height: int = Field(gt=0, le=MAX_CLIP)
+
+    @model_validator(mode="after")
+    def _within_limit(self) -> Clip:
+        if self.x + self.width > MAX_CLIP or self.y + self.height > MAX_CLIP:
+            raise PydanticCustomError(
+                "clip_too_large", "coords must end within {limit} px of the origin", {"limit": MAX_CLIP}
+            )
+        return self
+
+
+class Viewport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    width: int = Field(ge=MIN_VIEWPORT, le=MAX_VIEWPORT)
+    height: int = Field(ge=MIN_VIEWPORT, le=MAX_VIEWPORT)
+
+
+def _clip_input(value: Any) -> Any:
+    return _numbers(value, ("x", "y", "width", "height"), "coords", "'x,y,width,height'")
+
+
+def _viewport_input(value: Any) -> Any:
+    return _numbers(value, ("width", "height"), "resolution", "'WIDTHxHEIGHT'")
+
+
+def _format_input(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip().lower()
+        return "jpeg" if value == "jpg" else value
+    return value
+
+
+def _forms(obj: dict[str, Any], items: int, string: str) -> Any:
+    """The JSON schema of a field that takes an object, a list of numbers or a string."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                obj,
+                {"type": "array", "items": {"type": "integer"}, "minItems": items, "maxItems": items},
+                {"type": "string", "description": string},
+                {"type": "null"},
+            ],
+            "default": None,
+        }
+    )
+
+
+_INT = {"type": "integer"}
+ClipParam = Annotated[
+    Clip | None,
+    BeforeValidator(_clip_input),
+    _forms(
+        {"type": "object", "properties": {"x": _INT, "y": _INT, "width": _INT, "height": _INT}},
+        4,
+        "x,y,width,height",
+    ),
+]
+ViewportParam = Annotated[
+    Viewport | None,
+    BeforeValidator(_viewport_input),
+    _forms({"type": "object", "properties": {"width": _INT, "height": _INT}}, 2, "WIDTHxHEIGHT"),
+]
+
+
 class ScreenshotParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str | None = Field(default=None, description="navigate here first")
     selector: str | None = Field(default=None, description="capture only this element")
-    full_page: bool = False
-    format: Literal["png", "jpeg"] = "png"
-    quality: int | None = Field(default=None, ge=0, le=100, description="JPEG quality")
+    full_page: bool = Field(default=False, description="the whole scrollable page, not just the viewport")
+    coords: ClipParam = Field(
+        default=None,
+        description='clip `{x, y, width, height}`, `[x, y, w, h]` or `"x,y,w,h"` (CSS px; the image is this'
+        f" size; within the viewport, or the page with full_page; up to {MAX_CLIP})",
+    )
+    resolution: ViewportParam = Field(
+        default=None,
+        description=f'viewport `{{width, height}}`, `[w, h]` or `"WIDTHxHEIGHT"` for this shot only'
+        f" ({MIN_VIEWPORT}-{MAX_VIEWPORT} px)",
+    )
+    format: Annotated[Literal["png", "jpeg", "webp"], BeforeValidator(_format_input)] = Field(
+        default="png",
+        description="`png`, `jpeg` (or `jpg`) or `webp`; default: the filename's extension, else png",
+    )
+    quality: int | None = Field(default=None, ge=0, le=100, description="jpeg / webp quality")
     filename: str | None = Field(default=None, description="file name under artifacts/screenshots/")
     timeout_ms: int = Field(default=15_000, ge=100, le=120_000)
 
     @model_validator(mode="after")
     def _check(self) -> ScreenshotParams:
-        if self.quality is not None and self.format != "jpeg":
-            raise ValueError("quality applies only to format 'jpeg'")
-        if self.selector is not None and self.full_page:
-            raise ValueError("full_page and selector cannot be combined")
         if self.filename is not None and not _FILENAME.match(self.filename):
             raise ValueError("filename: letters, digits, '_', '-', '.'; no folders")
+        if self.filename is not None and "." in self.filename:
+            extension = self.filename.rsplit(".", 1)[1].lower()
+            implied = _FORMAT_OF_EXTENSION.get(extension)
+            if "format" not in self.model_fields_set and implied is not None:
+                self.format = implied  # type: ignore[assignment]
+            elif implied is None:
+                raise PydanticCustomError(
+                    "extension_mismatch",
+                    "filename {filename}: {extension} is not an image extension; end it in .png, .jpg,"
+                    " .jpeg or .webp, or leave the extension off and the format's is added",
+                    {"filename": repr(self.filename), "extension": repr(f".{extension}")},
+                )
+            elif implied != self.format:
+                raise PydanticCustomError(
+                    "extension_mismatch",
+                    "filename {filename} does not end in the extension of format {format}: use {wanted},"
+                    " or leave the extension off and it is added",
+                    {
+                        "filename": repr(self.filename),
+                        "format": repr(self.format),
+                        "wanted": " or ".join(f"'.{e}'" for e in _EXTENSIONS[self.format]),
+                    },
+                )
+        if self.quality is not None and self.format == "png":
+            raise ValueError("quality applies only to formats 'jpeg' and 'webp'")
+        if self.selector is not None and self.full_page:
+            raise ValueError("full_page and selector cannot be combined")
+        if self.selector is not None and self.coords is not None:
+            raise ValueError("coords and selector cannot be combined (coords clip the page, not the element)")
         return self
 
 
@@ -133,35 +289,51 @@ async def browser_js(ctx: CommandContext, params: BrowserJsParams) -> dict[str, 
 
 
 async def screenshot(ctx: CommandContext, params: ScreenshotParams) -> dict[str, Any]:
-    """Capture this session's page (or one element) into artifacts/screenshots/.
+    """Capture this session's page (or one element, or a clip of it) into artifacts/screenshots/.
 
-    Returns `{"path" (absolute), "artifact" (relative), "url" (HTTP, needs the token), "width", "height",
-    "bytes", "format", "page_url"}`.
+    - `coords` clips the shot to a rectangle in CSS pixels, measured from the top-left of the viewport (of
+      the whole page with `full_page`); the image is exactly `width` x `height`. A clip that does not fit
+      inside the viewport (the page) is refused with `clip_out_of_bounds`, whose `details` give the size it
+      must fit in. It cannot be combined with `selector`.
+    - `resolution` sets the page's viewport for this shot only: it is applied before `url` is loaded and
+      the shot is taken, then the previous viewport (1280x720) is restored, also when the shot fails. The
+      page sees both resizes (`resize` events, media queries); later commands see the usual size.
+    - `format` is `png` (default), `jpeg` (`jpg`) or `webp` (encoded by Chromium); `quality` (0-100) is for
+      jpeg and webp only.
+    - `filename` names the file under artifacts/screenshots/ (default: a timestamped name). Without an
+      extension the format's is added (`.png`, `.jpg`, `.webp`). An extension is never changed: when
+      `format` is given it must match (`.jpeg` also works for jpeg), else the call is refused; when
+      `format` is not given, the extension picks it (`filename=page.webp` is a webp).
+
+    Bad params are `invalid_params`; `details` lists each problem with its `loc` and `type` (e.g.
+    `extension_mismatch`, `invalid_coords`, `clip_too_large`, `invalid_resolution`). Returns `{"path"
+    (absolute), "artifact" (relative), "url" (HTTP, needs the token), "width", "height", "bytes", "format",
+    "viewport" (the `{width, height}` the shot was taken at), "page_url"}`.
     """
     state = await _page(ctx)
     async with state.lock:
-        if params.url is not None:
-            await _goto(state, params.url, "load", params.timeout_ms)
-        options: dict[str, Any] = {"type": params.format, "timeout": params.timeout_ms}
-        if params.quality is not None:
-            options["quality"] = params.quality
+        previous = state.page.viewport_size
+        wanted = params.resolution.model_dump() if params.resolution is not None else None
+        resized = wanted is not None and wanted != previous
         try:
-            if params.selector is not None:
-                element = await state.page.wait_for_selector(params.selector, timeout=params.timeout_ms)
-                if element is None:
-                    raise CommandFailedError(
-                        f"selector {params.selector!r} matched nothing", code="not_found"
-                    )
-                data = await element.screenshot(**options)
-            else:
-                data = await state.page.screenshot(full_page=params.full_page, **options)
-        except PlaywrightError as exc:
+            if resized:
+                await state.page.set_viewport_size(wanted)  # type: ignore[arg-type]
+            if params.url is not None:
+                await _goto(state, params.url, "load", params.timeout_ms)
+            viewport = state.page.viewport_size
+            data = await _capture(state, params)
+        except (PlaywrightError, TimeoutError) as exc:  # TimeoutError: the DevTools call for webp
             raise _failure("screenshot", exc) from None
+        finally:
+            if resized and previous is not None:
+                # A page that is gone stays gone; the next command gets a fresh one at the default size.
+                with contextlib.suppress(PlaywrightError):
+                    await state.page.set_viewport_size(previous)
+        page_url = state.page.url
     root = ctx.session.artifacts_dir
-    extension = "jpg" if params.format == "jpeg" else "png"
     filename = params.filename or f"screenshot-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
     if "." not in filename:
-        filename = f"{filename}.{extension}"
+        filename = f"{filename}.{_EXTENSIONS[params.format][0]}"
     target = resolve_inside(root, f"screenshots/{filename}")
     _write_artifact(target, data)
     with Image.open(io.BytesIO(data)) as image:
@@ -175,8 +347,90 @@ async def screenshot(ctx: CommandContext, params: ScreenshotParams) -> dict[str,
         "height": height,
         "bytes": len(data),
         "format": params.format,
-        "page_url": state.page.url,
+        "viewport": viewport,
+        "page_url": page_url,
     }
+
+
+async def _capture(state: SessionBrowser, params: ScreenshotParams) -> bytes:
+    """The image bytes; PlaywrightError (and timeouts) propagate to the caller."""
+    page = state.page
+    clip = params.coords.model_dump() if params.coords is not None else None
+    if clip is not None:
+        await _check_clip(state, clip, params.full_page)
+    element = None
+    if params.selector is not None:
+        element = await page.wait_for_selector(params.selector, timeout=params.timeout_ms)
+        if element is None:
+            raise CommandFailedError(f"selector {params.selector!r} matched nothing", code="not_found")
+    if params.format == "webp":
+        return await _capture_webp(state, params, clip, element)
+    options: dict[str, Any] = {"type": params.format, "timeout": params.timeout_ms}
+    if params.quality is not None:
+        options["quality"] = params.quality
+    if element is not None:
+        return await element.screenshot(**options)
+    if clip is not None:
+        options["clip"] = clip
+    return await page.screenshot(full_page=params.full_page, **options)
+
+
+async def _check_clip(state: SessionBrowser, clip: dict[str, int], full_page: bool) -> None:
+    """Refuse a clip Chromium would trim: the image must be exactly the size asked for."""
+    if full_page:
+        width, height = await state.page.evaluate(_PAGE_SIZE_JS)
+        where = "page"
+    else:
+        size = state.page.viewport_size or {"width": 0, "height": 0}
+        width, height = size["width"], size["height"]
+        where = "viewport"
+    if clip["x"] + clip["width"] > width or clip["y"] + clip["height"] > height:
+        raise BadRequestError(
+            f"coords {clip['x']},{clip['y']} {clip['width']}x{clip['height']} do not fit the {where}"
+            f" ({width}x{height}); "
+            + ("make them smaller" if full_page else "make them smaller, or add full_page or resolution"),
+            code="clip_out_of_bounds",
+            details={where: {"width": width, "height": height}},
+        )
+
+
+async def _capture_webp(
+    state: SessionBrowser, params: ScreenshotParams, clip: dict[str, int] | None, element: Any
+) -> bytes:
+    """WebP through DevTools' Page.captureScreenshot (Playwright only encodes png and jpeg).
+
+    The clip there is in document coordinates, so a viewport-relative rectangle is moved by the scroll offset.
+    """
+    page = state.page
+    options: dict[str, Any] = {"format": "webp"}
+    if params.quality is not None:
+        options["quality"] = params.quality
+    rect: dict[str, float] | None = None
+    beyond = params.full_page
+    if element is not None:
+        await element.scroll_into_view_if_needed(timeout=params.timeout_ms)
+        box = await element.bounding_box()
+        if box is None:
+            raise CommandFailedError(f"selector {params.selector!r} is not visible", code="not_visible")
+        rect, beyond = dict(box), True
+    elif clip is not None:
+        rect = {k: float(v) for k, v in clip.items()}
+    elif params.full_page:
+        width, height = await page.evaluate(_PAGE_SIZE_JS)
+        rect = {"x": 0.0, "y": 0.0, "width": float(width), "height": float(height)}
+    if rect is not None:
+        if not params.full_page:
+            scroll_x, scroll_y = await page.evaluate("() => [window.scrollX, window.scrollY]")
+            rect["x"] += scroll_x
+            rect["y"] += scroll_y
+        # Whole pixels covering the rectangle, as Playwright does for its own clips.
+        left, top = math.floor(rect["x"]), math.floor(rect["y"])
+        right, bottom = math.ceil(rect["x"] + rect["width"]), math.ceil(rect["y"] + rect["height"])
+        options["clip"] = {"x": left, "y": top, "width": right - left, "height": bottom - top, "scale": 1}
+        options["captureBeyondViewport"] = beyond
+    cdp = await state.cdp()
+    reply = await asyncio.wait_for(cdp.send("Page.captureScreenshot", options), params.timeout_ms / 1000)
+    return base64.b64decode(reply["data"])
 
 
 def _write_artifact(target: Path, data: bytes) -> None:

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    CDPSession,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    async_playwright,
+)
 from playwright.async_api import Error as PlaywrightError
 
 from personad.config import DEFAULT_CHROMIUM_ARGS
@@ -29,6 +37,13 @@ class SessionBrowser:
     page: Page
     console: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=CONSOLE_BUFFER))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _cdp: CDPSession | None = field(default=None, init=False, repr=False)
+
+    async def cdp(self) -> CDPSession:
+        """A DevTools-protocol session on this page (created once), for what Playwright does not expose."""
+        if self._cdp is None:
+            self._cdp = await self.context.new_cdp_session(self.page)
+        return self._cdp
 
     def _on_console(self, message: ConsoleMessage) -> None:
         location = message.location
