@@ -19,6 +19,8 @@ from personad.bus.jobs import JobReporter, run_cli_job
 from personad.bus.processor import CommandContext
 from personad.errors import CapabilityDeniedError, CommandFailedError, ConflictError
 
+from .graduation import announcement
+
 CAPABILITY = "academy"
 EVENTS = ("academy_started", "academy_round", "academy_trained", "academy_finished")
 
@@ -50,7 +52,9 @@ class StudentParams(BaseModel):
 class GraduatedParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     persona: str
-    graduation: dict[str, Any]
+    graduation: dict[str, Any] = Field(
+        description="the graduation record (achievement, academy_score, new_capabilities, lora_hash, …)"
+    )
 
 
 def status_path(home: Path, student: str) -> Path:
@@ -116,7 +120,8 @@ async def academy_train(ctx: CommandContext, params: TrainParams) -> dict[str, A
         # The student's persona.json changed (its stack, maybe its status): a running persona re-reads it.
         events.publish("persona_config_changed", {"persona": config.id}, to=[config.id])
         if report.get("graduated") and report.get("graduation"):
-            events.broadcast("persona_graduated", {"persona": config.id, **report["graduation"]})
+            event = announcement(ctx.daemon.home, config.id, report["graduation"])
+            events.broadcast("persona_graduated", event)
         return report
 
     _running.add(config.id)
@@ -141,7 +146,11 @@ async def academy_status(ctx: CommandContext, params: StudentParams) -> dict[str
 async def persona_graduated(ctx: CommandContext, params: GraduatedParams) -> dict[str, Any]:
     """Announce a graduation (from PersonaDaemon.on_graduation): publishes `persona_graduated` to everyone.
 
-    A persona may announce its own graduation once its status is graduated; anyone else needs 'academy'.
+    The event is the record plus the notification (`title`, `body`, `actions`: `assign_tasks` "Assign
+    Tasks", `view_details` "View Details"), the mesh status (`status`, `ready_for_deployment`,
+    `specializations`; with the mesh on, the daemon publishes it with `update_persona_status`) and, when the
+    persona's last Academy run graduated it, that run's `metrics`. A persona may announce its own graduation
+    once its status is graduated; anyone else needs 'academy'. Returns `{"announced": true, "event": {...}}`.
     """
     session = ctx.session
     own = session.kind == "persona" and session.id == params.persona
@@ -150,8 +159,9 @@ async def persona_graduated(ctx: CommandContext, params: GraduatedParams) -> dic
     config = ctx.daemon.persona_store.load(params.persona)
     if config.status != "graduated":
         raise ConflictError(f"persona {params.persona!r} has not graduated", code="not_graduated")
-    ctx.daemon.events.broadcast("persona_graduated", {"persona": params.persona, **params.graduation})
-    return {"announced": True}
+    event = announcement(ctx.daemon.home, params.persona, params.graduation)
+    ctx.daemon.events.broadcast("persona_graduated", event)
+    return {"announced": True, "event": event}
 
 
 class EvolveParams(BaseModel):

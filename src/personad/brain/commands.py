@@ -1,5 +1,5 @@
 """Brain commands on the bus: ``remember``, ``recall``, ``brain_query``, ``goal_set``, ``goal_list``,
-``goal_update``.
+``goal_update``, ``persona_emotions``.
 
 Access: a persona session reaches only its own brain (``persona`` defaults to itself); any other session needs
 the ``brain`` capability. The daemon opens each brain once and shares it between commands.
@@ -52,6 +52,10 @@ class GoalSetParams(BrainParams):
 
 class GoalListParams(BrainParams):
     status: str | None = None
+
+
+class EmotionsParams(BrainParams):
+    limit: int = Field(default=10, ge=1, le=100)
 
 
 class GoalUpdateParams(BrainParams):
@@ -137,6 +141,14 @@ async def goal_update(ctx: CommandContext, params: GoalUpdateParams) -> dict[str
     )
 
 
+async def persona_emotions(ctx: CommandContext, params: EmotionsParams) -> dict[str, Any]:
+    """A persona's latest emotions, newest first (read-only).
+
+    Returns `{"emotions": [{id, label, valence, arousal, cause, timestamp}]}`.
+    """
+    return {"emotions": await _run(ctx, params.persona, "emotions", params.limit)}
+
+
 def register_commands(registry: CommandRegistry) -> None:
     # The capability is checked in _whose: a persona's own brain needs none, anyone else's needs 'brain'.
     registry.add("remember", remember, params=RememberParams, capability=None)
@@ -145,3 +157,4 @@ def register_commands(registry: CommandRegistry) -> None:
     registry.add("goal_set", goal_set, params=GoalSetParams, capability=None)
     registry.add("goal_list", goal_list, params=GoalListParams, capability=None)
     registry.add("goal_update", goal_update, params=GoalUpdateParams, capability=None)
+    registry.add("persona_emotions", persona_emotions, params=EmotionsParams, capability=None)

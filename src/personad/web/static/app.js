@@ -387,6 +387,8 @@ const ui = {
   personaSeq: 0, // only the newest persona_list answer is applied
   personaBusy: new Map(), // persona id → "starting" | "stopping" | "opening" while a click is in flight
   personasRendered: "", // what the persona list shows now, to skip re-rendering the same thing
+  personaOpen: new Set(), // persona ids whose details (goals, emotions) are open
+  personaDetails: new Map(), // persona id → {loading, goals, emotions, goalsError, emotionsError}
 };
 
 function hasCapability(name) {
@@ -447,6 +449,8 @@ async function refreshAll() {
   const wanted = ui.room ?? store.get(STORAGE.room);
   if (wanted && isJoined(wanted)) await selectRoom(wanted);
   else if (ui.room === null && isJoined(DEFAULT_ROOM)) await selectRoom(DEFAULT_ROOM);
+  routeFromHash(); // a linked #graduation/<persona> view, now that the daemon can fill it in
+  for (const personaId of ui.personaOpen) void loadPersonaDetails(personaId);
 }
 
 /** A session's first connection joins the default room, where the default persona answers everyone. */
@@ -962,7 +966,15 @@ async function refreshPersonas() {
 
 function renderPersonas() {
   const offline = bus.state !== "open";
-  const key = JSON.stringify([ui.personas, [...ui.personaBusy], ui.personasDenied, ui.personasLoaded, offline]);
+  const key = JSON.stringify([
+    ui.personas,
+    [...ui.personaBusy],
+    ui.personasDenied,
+    ui.personasLoaded,
+    offline,
+    [...ui.personaOpen],
+    [...ui.personaDetails],
+  ]);
   if (key === ui.personasRendered) return; // unchanged: keep the DOM (and the focus) as it is
   ui.personasRendered = key;
   const note = $("personas-note");
@@ -1049,7 +1061,19 @@ function personaItem(persona, offline) {
       "div",
       { class: "persona-head" },
       el("span", { class: "persona-name", title: persona.system_prompt || null }, name),
-      persona.status === "graduated" ? el("span", { class: "persona-badge", title: "graduated from the Academy" }, "🎓") : null,
+      persona.status === "graduated"
+        ? el(
+            "button",
+            {
+              type: "button",
+              class: "persona-badge",
+              title: "graduated from the Academy: show the graduation",
+              "aria-label": `Show ${name}'s graduation`,
+              onclick: () => openGraduation(persona.id),
+            },
+            "🎓",
+          )
+        : null,
       el("span", { class: "persona-state", dataset: { state }, title: details.join(" · ") }, state),
     ),
     el(
@@ -1058,7 +1082,131 @@ function personaItem(persona, offline) {
       about,
       adapters.length ? ` · ${adapters.length} adapter${adapters.length === 1 ? "" : "s"}` : null,
     ),
-    el("div", { class: "persona-actions" }, toggle, chat),
+    el("div", { class: "persona-actions" }, toggle, chat, detailsToggle(persona, name, offline)),
+    ui.personaOpen.has(persona.id) ? personaDetails(persona.id) : null,
+  );
+}
+
+// A persona's details: its current goals (goal_list) and latest emotions (persona_emotions), read when opened.
+
+const PERSONA_EMOTIONS_SHOWN = 5;
+
+function detailsToggle(persona, name, offline) {
+  const open = ui.personaOpen.has(persona.id);
+  return el(
+    "button",
+    {
+      type: "button",
+      class: "persona-details-toggle small",
+      "aria-expanded": open ? "true" : "false",
+      "aria-label": `${open ? "Hide" : "Show"} ${name}'s goals and emotions`,
+      title: "Goals and emotions",
+      disabled: offline && !open,
+      onclick: () => togglePersonaDetails(persona.id),
+    },
+    open ? "Less" : "More",
+  );
+}
+
+function togglePersonaDetails(personaId) {
+  if (ui.personaOpen.has(personaId)) {
+    ui.personaOpen.delete(personaId);
+    ui.personaDetails.delete(personaId);
+    renderPersonas();
+    return;
+  }
+  ui.personaOpen.add(personaId);
+  void loadPersonaDetails(personaId);
+}
+
+async function loadPersonaDetails(personaId) {
+  const previous = ui.personaDetails.get(personaId) || {};
+  ui.personaDetails.set(personaId, { ...previous, loading: true });
+  renderPersonas();
+  const [goals, emotions] = await Promise.allSettled([
+    bus.call("goal_list", { persona: personaId }),
+    bus.call("persona_emotions", { persona: personaId, limit: PERSONA_EMOTIONS_SHOWN }),
+  ]);
+  if (!ui.personaOpen.has(personaId)) return; // closed meanwhile
+  const problem = (result) => (result.status === "rejected" ? errorLine(result.reason) : null);
+  ui.personaDetails.set(personaId, {
+    loading: false,
+    goals: goals.status === "fulfilled" ? goals.value.goals : null,
+    emotions: emotions.status === "fulfilled" ? emotions.value.emotions : null,
+    goalsError: problem(goals),
+    emotionsError: problem(emotions),
+  });
+  renderPersonas();
+}
+
+function errorLine(error) {
+  return error?.code ? `${error.code}: ${error.message}` : String(error?.message || error);
+}
+
+function signed(value) {
+  return typeof value === "number" ? `${value > 0 ? "+" : ""}${value.toFixed(2)}` : "–";
+}
+
+function goalItem(goal) {
+  const progress = typeof goal.progress === "number" ? ` · ${Math.round(goal.progress * 100)}%` : "";
+  return el(
+    "li",
+    { class: "persona-goal", dataset: { goal: goal.id, status: goal.status } },
+    el("span", { class: "persona-goal-text" }, goal.description),
+    el("small", { class: "help" }, ` ${goal.status}${progress} · priority ${signed(goal.priority).replace("+", "")}`),
+  );
+}
+
+function emotionItem(emotion) {
+  return el(
+    "li",
+    { class: "persona-emotion", dataset: { emotion: emotion.id }, title: emotion.cause || null },
+    el("span", { class: "persona-emotion-label" }, emotion.label),
+    el(
+      "small",
+      { class: "help" },
+      ` valence ${signed(emotion.valence)} · arousal ${typeof emotion.arousal === "number" ? emotion.arousal.toFixed(2) : "–"}` +
+        (emotion.cause ? ` · ${emotion.cause}` : "") +
+        (emotion.timestamp ? ` · ${formatTime(emotion.timestamp)}` : ""),
+    ),
+  );
+}
+
+function detailsList(items, error, loading, render, empty, cls) {
+  if (error) return el("p", { class: "error" }, error);
+  if (!items) return el("p", { class: "help" }, loading ? "loading…" : "–");
+  if (items.length === 0) return el("p", { class: "help" }, empty);
+  return el("ul", { class: cls }, ...items.map(render));
+}
+
+function personaDetails(personaId) {
+  const details = ui.personaDetails.get(personaId) || { loading: true };
+  const active = Array.isArray(details.goals)
+    ? details.goals.filter((g) => g.status === "active" || g.status === "blocked")
+    : details.goals;
+  return el(
+    "div",
+    { class: "persona-details", dataset: { loading: details.loading ? "true" : "false" } },
+    el(
+      "div",
+      { class: "persona-details-head" },
+      el("h4", {}, "Goals"),
+      el(
+        "button",
+        {
+          type: "button",
+          class: "icon persona-details-refresh",
+          title: "Refresh goals and emotions",
+          "aria-label": "Refresh goals and emotions",
+          disabled: details.loading,
+          onclick: () => void loadPersonaDetails(personaId),
+        },
+        "↻",
+      ),
+    ),
+    detailsList(active, details.goalsError, details.loading, goalItem, "no current goals", "persona-goals"),
+    el("h4", {}, "Latest emotions"),
+    detailsList(details.emotions, details.emotionsError, details.loading, emotionItem, "none recorded", "persona-emotions"),
   );
 }
 
@@ -1565,32 +1713,335 @@ bus.on("event:academy_finished", (data) => {
     (data.graduated ? " — graduated" : "");
 });
 
-function notifyInPage(title, body) {
-  const note = el("div", { class: "graduation", role: "status" }, el("strong", {}, title), " ", body);
+// Graduations: the daemon's `persona_graduated` event carries `actions` (assign_tasks "Assign Tasks",
+// view_details "View Details"). The in-page note shows them as buttons and is the real control: an OS
+// notification can carry action buttons only when a service worker shows it (registration.showNotification),
+// and this page registers none (no build step, and a worker's scope and lifetime are more than a notification
+// needs), so the OS Notification is title + body and a click on it opens the celebration view.
+
+const GRADUATIONS_KEY = "personad.graduations"; // persona → its last graduation event, for #graduation/<id>
+const GRADUATIONS_KEPT = 20;
+const GRADUATION_NOTE_MS = 60_000;
+const GRADUATION_HASH = /^#graduation\/(.+)$/;
+const DEFAULT_ACTIONS = [
+  { id: "assign_tasks", title: "Assign Tasks" },
+  { id: "view_details", title: "View Details" },
+];
+const graduation = { seq: 0, shown: null };
+
+function storedGraduations() {
+  try {
+    const parsed = JSON.parse(store.get(GRADUATIONS_KEY) || "{}");
+    return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : {};
+  } catch {
+    return {};
+  }
+}
+
+function keepGraduation(data) {
+  const kept = storedGraduations();
+  delete kept[data.persona];
+  kept[data.persona] = data;
+  const names = Object.keys(kept);
+  for (const old of names.slice(0, Math.max(0, names.length - GRADUATIONS_KEPT))) delete kept[old];
+  store.set(GRADUATIONS_KEY, JSON.stringify(kept));
+}
+
+function graduationActions(data) {
+  const actions = Array.isArray(data.actions) ? data.actions : DEFAULT_ACTIONS;
+  return actions.filter((a) => a && (a.id === "assign_tasks" || a.id === "view_details"));
+}
+
+function runGraduationAction(action, personaId) {
+  if (action === "assign_tasks") void assignTasks(personaId);
+  else openGraduation(personaId);
+}
+
+function notifyInPage(data, title, body) {
+  const persona = String(data.persona);
+  const note = el("div", { class: "graduation", role: "status", dataset: { persona } });
+  const dismiss = () => note.remove();
+  note.append(
+    el(
+      "button",
+      {
+        type: "button",
+        class: "graduation-open",
+        title: "Open the graduation",
+        onclick: () => openGraduation(persona),
+      },
+      el("strong", {}, title),
+      " ",
+      body,
+    ),
+    el(
+      "div",
+      { class: "graduation-actions" },
+      ...graduationActions(data).map((action) =>
+        el(
+          "button",
+          {
+            type: "button",
+            class: "small",
+            dataset: { action: action.id },
+            onclick: () => runGraduationAction(action.id, persona),
+          },
+          action.title,
+        ),
+      ),
+      el("button", { type: "button", class: "small graduation-dismiss", "aria-label": "Dismiss", onclick: dismiss }, "×"),
+    ),
+  );
+  for (const old of $("graduations").querySelectorAll(".graduation")) {
+    if (old.dataset.persona === persona) old.remove(); // the newest graduation of a persona replaces its last
+  }
   $("graduations").append(note);
-  setTimeout(() => note.remove(), 30000);
+  setTimeout(dismiss, GRADUATION_NOTE_MS);
 }
 
 async function notifyGraduation(data) {
-  const title = `🎓 ${data.persona} graduated`;
-  const body = `${data.achievement || "academy"} · score ${percent(data.academy_score)}` +
+  const name = data.name || data.persona;
+  const title = `🎓 ${name} graduated!`;
+  const body = `${data.body || `${name} mastered ${data.achievement || "the Academy"}!`} · score ${percent(data.academy_score)}` +
     (data.lora_hash ? ` · adapter ${String(data.lora_hash).slice(0, 12)}` : "");
   // The Notification API when the user allows it; the in-page note always (and alone when not allowed).
-  notifyInPage(title, body);
+  notifyInPage(data, title, body);
   if (!("Notification" in window)) return;
   try {
     let permission = Notification.permission;
     if (permission === "default") permission = await Notification.requestPermission();
-    if (permission === "granted") new Notification(title, { body });
+    if (permission !== "granted") return;
+    // Plain Notifications cannot have actions (see above): a click opens the celebration view instead.
+    const shown = new Notification(title, { body, tag: `graduation-${data.persona}` });
+    shown.onclick = () => {
+      window.focus();
+      openGraduation(String(data.persona));
+      shown.close?.();
+    };
   } catch (error) {
     console.warn("personad: notification failed", error);
   }
 }
 
 bus.on("event:persona_graduated", (data) => {
+  if (!data || typeof data.persona !== "string") return;
+  keepGraduation(data);
   void notifyGraduation(data);
   void refreshPersonas();
+  if (graduation.shown === data.persona) void showGraduation(data.persona); // the open view shows the news
 });
+
+// --- The graduation celebration view: #graduation/<persona> ---------------------------------------------
+
+function openGraduation(personaId) {
+  const hash = `#graduation/${encodeURIComponent(personaId)}`;
+  if (location.hash === hash) void showGraduation(personaId);
+  else location.hash = hash; // hashchange shows it
+}
+
+function routeFromHash() {
+  const match = GRADUATION_HASH.exec(location.hash);
+  if (!match) {
+    if ($("graduation-view").open) $("graduation-view").close();
+    return;
+  }
+  let personaId;
+  try {
+    personaId = decodeURIComponent(match[1]);
+  } catch {
+    return;
+  }
+  void showGraduation(personaId);
+}
+
+function closeGraduationView() {
+  if ($("graduation-view").open) $("graduation-view").close(); // the close handler drops the hash
+}
+
+function onGraduationViewClosed() {
+  graduation.shown = null;
+  graduation.seq += 1;
+  if (GRADUATION_HASH.test(location.hash)) history.replaceState(null, "", `${location.pathname}${location.search}`);
+}
+
+/** The newest skill row of the persona's brain (the graduation's achievement and score), when readable. */
+async function latestSkill(personaId, achievement) {
+  const rows = (
+    await bus.call("brain_query", {
+      persona: personaId,
+      sql: "SELECT skill_id, lora_hash, effectiveness, acquired_at FROM skills ORDER BY acquired_at DESC LIMIT 20",
+    })
+  ).rows;
+  return rows.find((r) => r.skill_id === achievement) || rows[0] || null;
+}
+
+function metricsFromRun(last) {
+  const data = last?.event === "academy_finished" ? last.data : null;
+  if (!data || !data.graduated) return null;
+  const metrics = {};
+  if (data.baseline) metrics.baseline = data.baseline;
+  if (data.final) metrics.final = data.final;
+  if (typeof data.relative_reduction === "number") metrics.relative_reduction = data.relative_reduction;
+  if (typeof data.benign_delta === "number") metrics.benign_delta = data.benign_delta;
+  if (Array.isArray(data.rounds)) metrics.rounds = data.rounds.length;
+  return Object.keys(metrics).length ? metrics : null;
+}
+
+/** Everything the page can learn about a graduation: the event it saw, the persona, its last Academy run
+ * and its brain's skill row (each only as far as this session may read it). */
+async function gatherGraduation(personaId) {
+  const seen = storedGraduations()[personaId] || null;
+  const found = { persona: personaId, record: { ...(seen || {}) }, config: null, problems: [] };
+  if (bus.state !== "open") return found;
+  const [config, status] = await Promise.allSettled([
+    ui.personas.find((p) => p.id === personaId) ?? bus.call("persona_show", { persona: personaId }),
+    bus.call("academy_status", { student: personaId }),
+  ]);
+  if (config.status === "fulfilled") found.config = config.value;
+  else found.problems.push(config.reason);
+  const record = found.record;
+  if (status.status === "fulfilled") {
+    const last = status.value.last;
+    const fromRun = last?.event === "academy_finished" ? last.data?.graduation : null;
+    if (fromRun && typeof fromRun === "object") {
+      for (const [key, value] of Object.entries(fromRun)) if (!(key in record)) record[key] = value;
+    }
+    if (!record.metrics) {
+      const metrics = metricsFromRun(last);
+      if (metrics) record.metrics = metrics;
+    }
+  }
+  if (record.academy_score === undefined || !record.achievement) {
+    try {
+      const skill = await latestSkill(personaId, record.achievement);
+      if (skill) {
+        record.achievement ??= skill.skill_id;
+        record.academy_score ??= skill.effectiveness;
+        record.lora_hash ??= skill.lora_hash;
+        record.at ??= skill.acquired_at;
+      }
+    } catch (error) {
+      if (error.code !== "capability_denied") found.problems.push(error);
+    }
+  }
+  return found;
+}
+
+function factRow(label, value, field) {
+  return el("div", { dataset: { field } }, el("dt", {}, label), el("dd", {}, value));
+}
+
+function metricsTable(metrics) {
+  const before = metrics.baseline || {};
+  const after = metrics.final || {};
+  const row = (label, key, field) =>
+    el("tr", { dataset: { metric: field } }, el("th", { scope: "row" }, label), el("td", {}, percent(before[key])), el("td", {}, percent(after[key])));
+  return el(
+    "table",
+    { class: "celebration-metrics", id: "graduation-metrics" },
+    el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", { scope: "col" }, "before"), el("th", { scope: "col" }, "after"))),
+    el(
+      "tbody",
+      {},
+      row("held-out attack success", "attack_success", "attack_success"),
+      row("95% upper bound", "attack_success_upper95", "attack_success_upper95"),
+      row("benign pass", "benign_pass", "benign_pass"),
+    ),
+  );
+}
+
+function tagList(items, empty, list) {
+  if (!items.length) return el("p", { class: "help", dataset: { list } }, empty);
+  return el("ul", { class: "celebration-tags", dataset: { list } }, ...items.map((item) => el("li", {}, item)));
+}
+
+function renderGraduation({ persona, record, config, problems }, loading) {
+  const name = config?.name || record.name || persona;
+  const graduated = (config?.status ?? record.status) === "graduated";
+  const capabilities = Array.isArray(config?.capabilities) ? config.capabilities : [];
+  const newCapabilities = Array.isArray(record.new_capabilities) ? record.new_capabilities : [];
+  const specializations = Array.isArray(record.specializations) // as the daemon announces them
+    ? record.specializations
+    : [...new Set([record.achievement, ...newCapabilities].filter(Boolean))];
+  const metrics = record.metrics && typeof record.metrics === "object" ? record.metrics : null;
+  $("graduation-view").dataset.persona = persona;
+  $("graduation-view-title").textContent = graduated || record.achievement ? `🎓 ${name} graduated!` : `${name}`;
+  const facts = el(
+    "dl",
+    { class: "celebration-facts" },
+    factRow("Persona", `${name} (@${persona})`, "name"),
+    factRow("Achievement", record.achievement || "–", "achievement"),
+    factRow("Academy score", percent(record.academy_score), "score"),
+    factRow("Status", `${config?.status ?? record.status ?? "–"}${record.ready_for_deployment ? " · ready for deployment" : ""}`, "status"),
+    record.lora_name || record.lora_hash
+      ? factRow("Adapter", [record.lora_name, record.lora_hash ? String(record.lora_hash).slice(0, 16) : null].filter(Boolean).join(" · "), "adapter")
+      : null,
+    typeof record.at === "number" ? factRow("When", new Date(record.at * 1000).toLocaleString(), "at") : null,
+  );
+  const body = [
+    facts,
+    el("h3", {}, "New capabilities"),
+    tagList(newCapabilities, capabilities.length ? `none new (has ${capabilities.join(", ")})` : "none new", "new_capabilities"),
+    el("h3", {}, "Specializations"),
+    tagList(specializations, "–", "specializations"),
+    el("h3", {}, "Academy metrics"),
+    metrics
+      ? el(
+          "div",
+          {},
+          metricsTable(metrics),
+          typeof metrics.relative_reduction === "number"
+            ? el("p", { class: "help" }, `attack success ${percent(metrics.relative_reduction)} lower` + (metrics.rounds ? ` after ${metrics.rounds} round${metrics.rounds === 1 ? "" : "s"}` : ""))
+            : null,
+        )
+      : el("p", { class: "help", id: "graduation-no-metrics" }, loading ? "loading…" : "no Academy run recorded for this graduation"),
+  ];
+  if (!loading && !graduated && !record.achievement) {
+    body.unshift(el("p", { class: "help" }, `${name} has not graduated (yet).`));
+  }
+  $("graduation-view-body").replaceChildren(...body);
+  $("graduation-view").dataset.state = loading ? "loading" : "ready";
+  const problem = problems.find((p) => p && p.code !== "not_connected" && p.code !== "disconnected");
+  showError($("graduation-view-error"), problem || null);
+}
+
+async function showGraduation(personaId) {
+  const dialog = $("graduation-view");
+  const seq = ++graduation.seq;
+  graduation.shown = personaId;
+  const seen = storedGraduations()[personaId] || {};
+  renderGraduation({ persona: personaId, record: { ...seen }, config: ui.personas.find((p) => p.id === personaId), problems: [] }, true);
+  if (!dialog.open) dialog.showModal();
+  const found = await gatherGraduation(personaId);
+  if (seq !== graduation.seq) return; // closed, or another persona's view opened meanwhile
+  renderGraduation(found, false);
+}
+
+window.addEventListener("hashchange", routeFromHash);
+$("graduation-view").addEventListener("close", onGraduationViewClosed);
+$("graduation-close").addEventListener("click", closeGraduationView);
+$("graduation-assign").addEventListener("click", () => {
+  const personaId = graduation.shown;
+  if (personaId !== null) void assignTasks(personaId);
+});
+routeFromHash(); // from what this browser saw; refreshAll() routes again once connected
+
+/** "Assign Tasks": open the direct room with the persona and address the chat input to it. */
+async function assignTasks(personaId) {
+  closeGraduationView();
+  const persona = ui.personas.find((p) => p.id === personaId) || { id: personaId };
+  if (hasCapability("chat")) await chatWithPersona(persona);
+  const input = $("chat-input");
+  if (input.disabled) {
+    showError($("chat-error"), { message: `join a room to give @${personaId} a task` });
+    return;
+  }
+  const handle = `@${personaId} `;
+  if (!input.value.startsWith(handle)) input.value = handle + input.value.replace(/^@\S+\s*/, "");
+  input.dataset.addressee = personaId;
+  input.focus();
+  input.setSelectionRange(input.value.length, input.value.length);
+}
 
 // --- Mesh: peers, skills, transfers --------------------------------------------------------------------
 
