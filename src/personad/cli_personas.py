@@ -72,7 +72,7 @@ def _open_brain(home: Path, persona_id: str) -> Any:
 
     store = PersonaStore(home.resolve())
     store.load(persona_id)
-    return Brain.open(store.directory(persona_id) / "brain.sqlite")
+    return Brain.open(store.brain_path(persona_id))
 
 
 def _offline_describe(store: PersonaStore, persona_id: str) -> dict[str, Any]:

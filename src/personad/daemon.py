@@ -53,7 +53,8 @@ class Daemon:
             registry = CommandRegistry()
             registry.load_plugins()
         self.registry = registry
-        self.sessions = SessionManager(self.home)
+        self.persona_store = PersonaStore(self.home)
+        self.sessions = SessionManager(self.home, persona_dir=self.persona_store.session_dir)
         self.events = EventBus(self.sessions)
         self.processor = CommandProcessor(self, self.registry, self.events)
         self.jobs = JobManager(self.home, self.events, max_running=self.settings.max_jobs)
@@ -63,7 +64,6 @@ class Daemon:
             args=(*DEFAULT_CHROMIUM_ARGS, *self.settings.browser_extra_args),
         )
         self.rooms: RoomStore = RoomStore(self.home / "rooms.sqlite")
-        self.persona_store = PersonaStore(self.home)
         self.personas = PersonaSupervisor(self)
         self.mesh = MeshService(self)
         self._providers: ProviderRegistry | None = None
@@ -111,9 +111,7 @@ class Daemon:
         if brain is None:
             from personad.brain.store import Brain
 
-            directory = self.persona_store.directory(persona_id)
-            self.persona_store.load(persona_id)
-            brain = self._brains[persona_id] = Brain.open(directory / "brain.sqlite")
+            brain = self._brains[persona_id] = Brain.open(self.persona_store.brain_path(persona_id))
         return brain
 
     def forget_brain(self, persona_id: str) -> None:

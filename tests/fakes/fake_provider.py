@@ -25,6 +25,7 @@ _RUN = re.compile(r"run:(?P<name>[a-z_]+)\s*(?P<args>\{.*\})?", re.S)
 
 class FakeProvider(ModelProvider):
     name = "fake"
+    supports_adapters = True  # it receives the stack with each request (and says it on "adapters?")
 
     def _reply(self, request: ChatRequest) -> tuple[str, list[ToolCall]]:
         last = request.messages[-1]

@@ -27,10 +27,15 @@ Caller = Callable[[str, str], str]  # (system, user) -> the model's answer
 
 
 def check_role(config: PersonaConfig, role: str) -> None:
+    """The persona plays ``role``: its Academy settings say so (the seed's second argument), or its
+    ``role`` text does."""
+    academy = config.academy
+    if academy is not None and academy.enabled and academy.role == role:
+        return
     if (config.role or "").strip().lower() != role:
         raise BadRequestError(
             f"persona {config.id!r} has role {config.role!r}; give it role {role!r}"
-            f" (personad persona create {config.id} --role {role} …)",
+            f" (personad persona create {config.id} --role {role} …, or academy.role)",
             code="invalid_params",
         )
 

@@ -7,6 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from personad.errors import BadRequestError
@@ -137,6 +138,23 @@ def _interaction(raw: dict[str, Any], context: dict[str, Any]) -> Interaction:
     )
 
 
+def _epoch(value: Any) -> Any:
+    """A datetime (naive ones are local time, as Python's ``datetime.now()``) or an ISO 8601 string
+    (``2026-12-04T10:00:00Z``, the seed's JavaScript ``Date``) as epoch seconds; anything else as given."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise invalid(
+                f"timestamp {value!r} is not an ISO 8601 date-time (e.g. 2026-12-04T10:00:00Z)"
+            ) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return value
+
+
 def parse_memory(raw: Any, now: float) -> MemoryInput:
     """Validate one memory dict (see Brain.remember) and return it normalised."""
     if not isinstance(raw, dict):
@@ -165,6 +183,15 @@ def parse_memory(raw: Any, now: float) -> MemoryInput:
     if interaction is not None:
         # Keep the memory row self-describing: recall returns the collaboration details with it.
         context = {**context, **{k: v for k, v in vars(interaction).items() if v is not None}}
+    else:
+        # The seed's learning_experience carries `outcome` (and may carry the others) top-level: kept in
+        # the context, top-level winning, so nothing a caller gave is dropped.
+        extra = {k: raw[k] for k in _INTERACTION_KEYS if raw.get(k) is not None}
+        try:
+            json.dumps(extra)
+        except (TypeError, ValueError) as exc:
+            raise invalid(f"outcome/learned must be JSON-serialisable: {exc}") from None
+        context = {**context, **extra}
 
     content = raw.get("content")
     if content is None and interaction is not None and (interaction.learned or interaction.outcome):
@@ -197,13 +224,13 @@ def parse_memory(raw: Any, now: float) -> MemoryInput:
             )
         key = normalise_key(key)
 
-    timestamp = raw.get("timestamp")
+    timestamp = _epoch(raw.get("timestamp"))
     if timestamp is None:
         timestamp = now
     elif (
         isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not math.isfinite(timestamp)
     ):
-        raise invalid(f"timestamp must be epoch seconds (a number), got {timestamp!r}")
+        raise invalid(f"timestamp must be epoch seconds, a datetime or an ISO 8601 string, got {timestamp!r}")
     elif timestamp < 0:
         raise invalid(f"timestamp must not be negative, got {timestamp!r}")
 

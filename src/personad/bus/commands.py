@@ -54,6 +54,8 @@ class Command(Generic[P]):
     params: type[P]
     capability: str | None
     handler: Handler[P]
+    # The result holds a secret (a token, a key): never written to the session's commands.jsonl.
+    secret_result: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -86,10 +88,11 @@ class CommandRegistry:
         params: type[P],
         capability: str | None,
         description: str | None = None,
+        secret_result: bool = False,
     ) -> Command[P]:
         """Register ``handler`` as ``name``; the description defaults to the docstring's first line."""
         text = description or (handler.__doc__ or name).strip().splitlines()[0]
-        return self.register(Command(name, text, params, capability, handler))
+        return self.register(Command(name, text, params, capability, handler, secret_result))
 
     def get(self, name: str) -> Command[Any]:
         try:

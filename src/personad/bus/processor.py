@@ -148,7 +148,8 @@ class CommandProcessor:
             "duration_ms": duration_ms,
         }
         if error is None:
-            entry["result"] = result
+            secret = name in self.registry and self.registry.get(name).secret_result
+            entry["result"] = "[secret: not recorded]" if secret else result
         else:
             entry["error"] = error.to_dict()
         try:

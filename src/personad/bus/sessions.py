@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from personad.errors import BadRequestError, ConflictError, NotFoundError
+from personad.errors import BadRequestError, ConflictError, NotFoundError, PersonadError
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,10 @@ class Session:
 class SessionManager:
     """Creates, resumes and closes sessions; the live ones are addressable by id."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, persona_dir: Callable[[str], Path] | None = None) -> None:
         self.home = home
+        # A persona's session folder may be configured elsewhere in the home (its session_directory).
+        self._persona_dir = persona_dir
         self._live: dict[str, Session] = {}
         self._close_hooks: list[CloseHook] = []
 
@@ -124,6 +126,11 @@ class SessionManager:
         self._close_hooks.append(hook)
 
     def directory_for(self, kind: str, session_id: str) -> Path:
+        if kind == "persona" and self._persona_dir is not None:
+            try:
+                return self._persona_dir(session_id)
+            except PersonadError:  # not a persona the store knows (yet): the default place
+                pass
         parent = "personas" if kind == "persona" else "sessions"
         return self.home / parent / session_id
 

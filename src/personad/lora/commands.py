@@ -153,10 +153,13 @@ async def lora_show(ctx: CommandContext, params: NameParams) -> dict[str, Any]:
 
 
 def _store_stack(ctx: CommandContext, persona_id: str, names: list[str], scales: dict[str, float]) -> Any:
+    from personad.personas.checks import check_persona
+
     store = ctx.daemon.persona_store
     config = store.load(persona_id)
     config.lora_adapters = names
     config.lora_scales = scales
+    check_persona(config, home=ctx.daemon.home, providers=ctx.daemon.providers)
     store.save(config)
     # A running persona holds its config in memory: tell it to re-read the file.
     ctx.daemon.events.publish("persona_config_changed", {"persona": persona_id}, to=[persona_id])

@@ -125,6 +125,11 @@ class ModelProvider(abc.ABC):
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = dict(config or {})
 
+    @classmethod
+    def applies_adapters(cls, config: dict[str, Any]) -> bool:
+        """Whether a persona with this provider config can answer with its LoRA stack."""
+        return cls.supports_adapters
+
     @abc.abstractmethod
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks as the model produces them; the last one carries ``finish_reason`` and ``usage``."""

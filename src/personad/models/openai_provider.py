@@ -21,10 +21,19 @@ Chat Completions, streamed. Config keys (``model_config``):
 ``stream_usage``
     ``True`` (default) asks for the final usage chunk (``stream_options.include_usage``); set ``False`` for
     servers that reject ``stream_options``.
+``lora_serving``
+    ``"model"`` for a server that serves LoRA adapters by model name (vLLM ``--lora-modules NAME=PATH``,
+    llama.cpp server aliases, LoRAX): a persona's stack is then sent as the ``model`` of each request, named
+    by :func:`served_adapter_name` — one adapter at scale 1 goes by its own name (serve
+    ``personad lora export NAME``, which flattens its parent chain, under that name), a longer stack by its
+    names joined with ``+`` (``name@scale`` where the scale is not 1); a parent chain by name
+    (``continuum.legal``, ``continuum.legal.patent``) by its last name. Unset (the default), a persona with
+    adapters is refused at creation: the server would answer without them.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -34,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from personad.errors import MissingApiKeyError, ProviderError
 from personad.models.base import (
+    AdapterRef,
     ChatChunk,
     ChatMessage,
     ChatRequest,
@@ -113,11 +123,18 @@ class OpenAIProvider(ModelProvider):
 
     # -- request ------------------------------------------------------------------------------------
 
+    @classmethod
+    def applies_adapters(cls, config: dict[str, Any]) -> bool:
+        return config.get("lora_serving") == "model"
+
     def build_params(self, request: ChatRequest) -> dict[str, Any]:
         """The Chat Completions arguments for ``request`` (everything but the streaming switches)."""
         gen = request.params
+        model = request.model or self.config.get("model") or DEFAULT_MODEL
+        if request.adapters and self.applies_adapters(self.config):
+            model = served_adapter_name(request.adapters)
         params: dict[str, Any] = {
-            "model": request.model or self.config.get("model") or DEFAULT_MODEL,
+            "model": model,
             "messages": to_openai_messages(request.messages),
             "temperature": gen.temperature,
             "top_p": gen.top_p,
@@ -157,6 +174,22 @@ class OpenAIProvider(ModelProvider):
 
 
 # -- mapping ChatRequest -> Chat Completions --------------------------------------------------------
+
+
+def served_adapter_name(adapters: Iterable[AdapterRef]) -> str:
+    """The model name a LoRA-serving server knows a stack by (see ``lora_serving``).
+
+    A stack that is one parent chain by name at scale 1 (``continuum.legal``, ``continuum.legal.patent``,
+    …: each a dotted prefix of the next) is what ``personad lora export`` of its last adapter flattens, and
+    goes by that last name; any other stack by its names joined with ``+`` (``name@scale`` off scale 1).
+    """
+    stack = list(adapters)
+    chain = all(a.scale == 1.0 for a in stack) and all(
+        child.name.startswith(parent.name + ".") for parent, child in itertools.pairwise(stack)
+    )
+    if chain:
+        return stack[-1].name
+    return "+".join(a.name if a.scale == 1.0 else f"{a.name}@{a.scale:g}" for a in stack)
 
 
 def to_openai_messages(messages: Iterable[ChatMessage]) -> list[dict[str, Any]]:

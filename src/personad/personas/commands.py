@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from personad.bus.commands import CommandRegistry, NoParams
 from personad.bus.processor import CommandContext
 from personad.errors import ForbiddenError
+from personad.personas.checks import check_persona
 from personad.personas.config import PersonaConfig
 
 CAPABILITY = "personas"
@@ -37,11 +38,14 @@ async def persona_create(ctx: CommandContext, params: PersonaCreateParams) -> di
 
     Returns the persona (secrets masked) with its process status; `persona_exists` if the id is taken.
     """
-    data = params.model_dump(by_alias=True, exclude={"model", "start", "session_directory", "created_at"})
+    data = params.model_dump(by_alias=True, exclude={"model", "start", "created_at"})
     if params.model is not None:
         data["model_config"] = {**data["model_config"], "model": params.model}
-    ctx.daemon.providers.get(params.model_provider)  # unknown providers fail here, not at start
-    config = ctx.daemon.persona_store.create(data)
+    daemon = ctx.daemon
+    # Unknown providers, adapters not in the registry and stacks the provider cannot apply fail here.
+    config = daemon.persona_store.create(
+        data, check=lambda c: check_persona(c, home=daemon.home, providers=daemon.providers)
+    )
     ctx.daemon.events.publish("persona_created", {"persona": config.id})
     if params.start:
         await ctx.daemon.personas.start(config.id)
@@ -104,8 +108,27 @@ async def persona_ready(ctx: CommandContext, params: NoParams) -> dict[str, Any]
     return {"persona": ctx.session.id}
 
 
+async def persona_model_config(ctx: CommandContext, params: NoParams) -> dict[str, Any]:
+    """The provider and settings a persona session's model runs with (persona sessions only, for
+    themselves): for the local provider the inference worker's socket and token, starting the worker.
+
+    What the Python API's `PersonaDaemon.start()` uses to answer with the local model out of the box.
+    Returns `{"provider", "model_config"}`; the result is never written to the command log.
+    """
+    if ctx.session.kind != "persona":
+        raise ForbiddenError("only a persona session can ask for its model settings", code="not_a_persona")
+    config = ctx.daemon.persona_store.load(ctx.session.id)
+    return {
+        "provider": config.model_provider,
+        "model_config": await ctx.daemon.personas.provider_config(config),
+    }
+
+
 def register_commands(registry: CommandRegistry) -> None:
     registry.add("persona_ready", persona_ready, params=NoParams, capability=None)
+    registry.add(
+        "persona_model_config", persona_model_config, params=NoParams, capability=None, secret_result=True
+    )
     registry.add("persona_create", persona_create, params=PersonaCreateParams, capability=CAPABILITY)
     registry.add("persona_list", persona_list, params=NoParams, capability=CAPABILITY)
     registry.add("persona_show", persona_show, params=PersonaParams, capability=CAPABILITY)

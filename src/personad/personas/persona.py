@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from personad.bus.ws_client import BusClient
 from personad.errors import BadRequestError, InternalError, PersonadError, UnavailableError
 from personad.models.base import ChatMessage, ModelProvider, ToolCall, ToolSpec, Usage
+from personad.models.local.provider import SOCKET_ENV
 from personad.models.registry import ProviderRegistry, load_provider_registry
 from personad.personas import command_protocol
-from personad.personas.config import PersonaConfig, PersonaStore
+from personad.personas.config import AcademySettings, PersonaConfig, PersonaStore, default_home, parse_config
 from personad.personas.conversation import build_request, tools_from_commands
 from personad.personas.memory import PersonaMemory
 
@@ -35,6 +36,19 @@ if TYPE_CHECKING:
 from personad.state import read_state
 
 log = logging.getLogger(__name__)
+
+# What an academy_training message may pass on to the academy_train job.
+ACADEMY_OPTIONS = (
+    "rounds",
+    "attacks",
+    "heldout",
+    "benign",
+    "steps",
+    "threshold",
+    "max_tokens",
+    "seed",
+    "domain",
+)
 
 URL_ENV = "PERSONAD_URL"
 TOKEN_ENV = "PERSONAD_PERSONA_TOKEN"
@@ -58,7 +72,8 @@ class PersonaDaemon:
 
     def __init__(
         self,
-        config: PersonaConfig,
+        config: PersonaConfig | dict[str, Any],
+        academy: AcademySettings | dict[str, Any] | None = None,
         *,
         home: Path | None = None,
         url: str | None = None,
@@ -66,8 +81,19 @@ class PersonaDaemon:
         provider: ModelProvider | None = None,
         providers: ProviderRegistry | None = None,
     ) -> None:
+        """``config`` is a :class:`PersonaConfig` or its dict (the seed's camelCase keys work too);
+        ``academy`` the seed's second argument ``{enabled, role, trainingDomain, adversarialPartner}``.
+
+        ``home`` is the daemon's home (default ``$PERSONAD_HOME`` or ``.continuum``, as for the CLI): where
+        the persona's brain is and how :meth:`start` finds the running daemon.
+        """
+        if isinstance(config, dict):
+            config = parse_config(config)
+        if academy is not None:
+            config = config.model_copy(update={"academy": AcademySettings.parse(academy)})
         self.config = config
-        self.home = home
+        self.home = home if home is not None else default_home()
+        self._unsaved = not PersonaStore(self.home).exists(config.id)
         self._url = url
         self._token = token
         self._provider = provider
@@ -83,21 +109,36 @@ class PersonaDaemon:
         self._catch_up: asyncio.Task[None] | None = None
         self._evolver: asyncio.Task[None] | None = None
         self.evolutions: list[dict[str, Any]] = []  # what the periodic trigger tried (results or errors)
-        directory = config.session_directory or (str(home / "personas" / config.id) if home else None)
-        self.memory: PersonaMemory | None = None
-        if directory is not None:
-            self.memory = PersonaMemory(
-                Path(directory) / "brain.sqlite", budget_tokens=config.memory_budget_tokens
-            )
+        # Where its brain is: its configured database_path or session folder, inside the home (checked
+        # now, so a path outside the home fails here rather than at the first memory).
+        self.memory: PersonaMemory | None = PersonaMemory(
+            PersonaStore(self.home).brain_path_for(config), budget_tokens=config.memory_budget_tokens
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
+
+    def _registry(self) -> ProviderRegistry:
+        if self._providers is None:
+            self._providers = load_provider_registry()
+        return self._providers
 
     @property
     def provider(self) -> ModelProvider:
         if self._provider is None:
-            registry = self._providers or load_provider_registry()
-            self._provider = registry.create(self.config.model_provider, self.config.model_config_)
+            self._provider = self._registry().create(self.config.model_provider, self.config.model_config_)
         return self._provider
+
+    async def _create_on_daemon(self, url: str, token: str) -> None:
+        """Save a config that is not in the daemon's store yet, through ``persona_create`` (so it is
+        checked as any other: provider, adapters, paths)."""
+        data = self.config.model_dump(by_alias=True, exclude={"created_at"})
+        admin = BusClient(url, token, kind="api", name=f"persona-api-{self.config.id}")
+        try:
+            await admin.connect()
+            await admin.call("persona_create", data)
+        finally:
+            await admin.close()
+        self.reload_config()
 
     def _endpoint(self) -> tuple[str, str]:
         url = self._url or os.environ.get(URL_ENV)
@@ -119,10 +160,25 @@ class PersonaDaemon:
         if self.state == "running":
             return self.get_status()
         self.state = "starting"
-        url, token = self._endpoint()
-        self.provider  # noqa: B018 - fail fast on an unknown provider or missing key
-        self.bus = BusClient(url, token, on_event=self._on_event, kind="persona", persona=self.config.id)
-        await self.bus.connect()
+        try:
+            url, token = self._endpoint()
+            if not PersonaStore(self.home).exists(self.config.id):
+                await self._create_on_daemon(url, token)
+            local = self.config.model_provider == "local" and self._provider is None
+            if not local:
+                self.provider  # noqa: B018 - fail fast on an unknown provider or missing key
+            self.bus = BusClient(url, token, on_event=self._on_event, kind="persona", persona=self.config.id)
+            await self.bus.connect()
+            if local and not self.config.model_config_.get("socket") and not os.environ.get(SOCKET_ENV):
+                # Not a process the daemon started (it passes the worker's address): ask for it.
+                settings = await self.bus.call("persona_model_config")
+                self._provider = self._registry().create("local", settings["model_config"])
+        except BaseException:
+            self.state = "stopped"
+            if self.bus is not None:
+                await self.bus.close()
+                self.bus = None
+            raise
         listing = await self.bus.call("commands")
         self.tools = tools_from_commands(listing["commands"])
         for room in self.config.rooms:
@@ -347,13 +403,49 @@ class PersonaDaemon:
             return await self._chat_message(data)
         if kind == "lora_adaptation":
             return await self._lora_adaptation(data)
+        if kind == "academy_training":
+            return await self._academy_training(data)
         if kind == "get_status":
             return self.get_status()
         raise BadRequestError(
             f"unknown message type {kind!r};"
-            " one of execute_command, chat_message, lora_adaptation, get_status",
+            " one of execute_command, chat_message, lora_adaptation, academy_training, get_status",
             code="unknown_message_type",
         )
+
+    async def _academy_training(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The seed's ``academy_training`` message: an Academy run (the ``academy_train`` job) with this
+        persona in its Academy role. A student is trained (``data.droid``/``data.sheriff`` optional, its
+        adversarial partner is the droid); a testing_droid attacks and a protocol_sheriff judges
+        ``data.student``, with the adversarial partner on the other side. ``data`` may also carry the
+        job's options (rounds, attacks, heldout, benign, steps, threshold, max_tokens, seed, domain).
+        """
+        settings = self.config.academy or AcademySettings()
+        if not settings.enabled:
+            raise BadRequestError(
+                f"the Academy is not enabled for persona {self.config.id!r} (academy.enabled is false)",
+                code="academy_disabled",
+            )
+        options = {k: v for k, v in data.items() if k in ACADEMY_OPTIONS}
+        options.setdefault("domain", settings.training_domain)
+        partner = settings.adversarial_partner
+        if settings.role == "student":
+            roles = {
+                "student": self.config.id,
+                "droid": data.get("droid") or partner,
+                "sheriff": data.get("sheriff"),
+            }
+        else:
+            student = data.get("student")
+            if not isinstance(student, str) or not student:
+                raise BadRequestError(
+                    f"a {settings.role} trains someone: academy_training needs data.student (a persona id)",
+                    code="invalid_params",
+                )
+            mine, other = ("droid", "sheriff") if settings.role == "testing_droid" else ("sheriff", "droid")
+            roles = {"student": student, mine: self.config.id, other: data.get(other) or partner}
+        params = {**options, **{k: v for k, v in roles.items() if v is not None}}
+        return await self._bus().call_job("academy_train", params, timeout=float(data.get("timeout", 7200)))
 
     def _bus(self) -> BusClient:
         if self.bus is None:

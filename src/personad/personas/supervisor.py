@@ -151,7 +151,7 @@ class PersonaSupervisor:
             except TimeoutError:
                 raise UnavailableError(
                     f"persona {persona_id!r} did not join the bus within {timeout:.0f}s;"
-                    f" see {self.store.directory(persona_id) / 'logs' / 'process.log'}",
+                    f" see {self.store.session_dir(persona_id) / 'logs' / 'process.log'}",
                     code="persona_start_failed",
                 ) from None
         return self.status(persona_id)
@@ -168,7 +168,7 @@ class PersonaSupervisor:
             "PERSONAD_MODEL_CONFIG": json.dumps(model_config),
             "PYTHONUNBUFFERED": "1",
         }
-        logs = self.store.directory(config.id) / "logs"
+        logs = self.store.session_dir(config.id) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "process.log", "ab") as out:
             proc.process = await asyncio.create_subprocess_exec(
@@ -227,7 +227,7 @@ class PersonaSupervisor:
             f" restart #{proc.restarts} in {delay:.1f}s\n"
         )
         log.warning(line.strip())
-        logs = self.store.directory(proc.persona_id) / "logs"
+        logs = self.store.session_dir(proc.persona_id) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "crashes.log", "a", encoding="utf-8") as fh:
             fh.write(line)

@@ -124,7 +124,7 @@ def create_router(daemon: Daemon) -> APIRouter:
             )
             conversation = _conversation(completion.messages)
             memory = PersonaMemory(
-                daemon.persona_store.directory(config.id) / "brain.sqlite",
+                daemon.persona_store.brain_path(config.id),
                 budget_tokens=config.memory_budget_tokens,
                 brain=daemon.brain(config.id),
             )
