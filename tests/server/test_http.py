@@ -61,7 +61,7 @@ def test_command_listing_and_openapi(running: RunningDaemon) -> None:
         names = {c["name"] for c in listed}
         assert {"chat", "screenshot", "browser_js", "file_write", "commands", "session"} <= names
         screenshot = next(c for c in listed if c["name"] == "screenshot")
-        assert screenshot["params_schema"]["properties"]["format"]["enum"] == ["png", "jpeg"]
+        assert screenshot["params_schema"]["properties"]["format"]["enum"] == ["png", "jpeg", "webp"]
         spec = http.get("/openapi.json").json()
         body = spec["paths"]["/api/commands/browser_js"]["post"]["requestBody"]
         assert "script" in body["content"]["application/json"]["schema"]["properties"]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import openai
 import pytest
 
+from personad.lora.registry import AdapterRegistry
 from tests.conftest import RunningDaemon
+from tests.lora.helpers import register_random, tiny_model
 
 
 @pytest.fixture
 def client(persona_daemon: RunningDaemon) -> openai.OpenAI:
+    registry = AdapterRegistry.for_home(persona_daemon.home)
+    register_random(registry, tiny_model(), "continuum.legal", persona_daemon.home, seed=0)
     with persona_daemon.http() as http:
         for body in (
             {"id": "scribe", "model_provider": "fake", "system_prompt": "You are Scribe, a careful writer."},
