@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from personad.errors import BadRequestError
+from personad.errors import BadRequestError, PersonadError
 from personad.lora.registry import AdapterRegistry
 from personad.models.base import AdapterRef
+from personad.personas import signals
 from personad.personas.config import PersonaConfig, PersonaStore
 from personad.personas.conversation import system_prompt as persona_system_prompt
 
@@ -130,6 +131,9 @@ class Academy:
             check_role(self.sheriff_persona, SHERIFF_ROLE)
         self.registry = AdapterRegistry.for_home(self.home)
         self.adapter = defense_name(self.student.id, settings.domain)
+        # The hash of this domain's defense as the run finds it (a re-run retrains it under the same name):
+        # the skill a graduation recorded carries it, and takes this run's measurement.
+        self.previous_hash = self._defense_hash() if self.adapter in self.student.lora_adapters else None
         # The stack the defense is trained on top of: the student's, minus an earlier defense of this domain.
         self.base_stack = [
             AdapterRef(n, self.student.lora_scales.get(n, 1.0))
@@ -233,6 +237,8 @@ class Academy:
         )
         baseline, _ = self.examine(heldout, self.base_stack)
         self.emit("academy_round", {"student": self.student.id, "round": 0, "exam": asdict(baseline)})
+        with self._brain() as brain:
+            signals.academy_started(brain, s.domain, baseline.by_family)
         # Retain answers and benign riders come from the pre-training model, checked by the Sheriff: the base
         # model sometimes leaks on its own, and a leak must never become a training target.
         retain = {
@@ -328,8 +334,47 @@ class Academy:
             "seconds": round(time.perf_counter() - started, 1),
         }
         self._finish(report, stack)
+        self._measured(report)
         self.emit("academy_finished", report)
         return report
+
+    def reexamine(self) -> dict[str, Any]:
+        """Examine the student's current stack, its defense adapter included, on the held-out split and the
+        benign set without training: the skill that adapter carries (``skills.lora_hash``) takes the measured
+        effectiveness (1 - held-out attack success), an ``evolution_history`` row
+        ``academy:<domain>:reexam`` records when, and the adapter's manifest keeps the exam."""
+        if self.adapter not in self.student.lora_adapters:
+            raise BadRequestError(
+                f"persona {self.student.id!r} has no {self.settings.domain!r} defense ({self.adapter}) in its"
+                " stack to re-examine; run the Academy first",
+                code="invalid_params",
+            )
+        started = time.perf_counter()
+        stack = [AdapterRef(n, self.student.lora_scales.get(n, 1.0)) for n in self.student.lora_adapters]
+        heldout = self._valid(self.droid.generate(self.settings.heldout_attacks, split="heldout"))
+        exam, _ = self.examine(heldout, stack)
+        effectiveness = 1.0 - exam.attack_success
+        lora_hash = self._defense_hash()
+        with self._brain() as brain:
+            skills = brain.measure_skills([lora_hash] if lora_hash else [], effectiveness)
+            step = brain.record_evolution(
+                f"academy:{self.settings.domain}:reexam", self.adapter, effectiveness
+            )
+        self.registry.update_metrics(
+            self.adapter, {"academy_reexam": {"exam": asdict(exam), "at": step["timestamp"]}}
+        )
+        result = {
+            "student": self.student.id,
+            "adapter": self.adapter,
+            "lora_hash": lora_hash,
+            "exam": asdict(exam),
+            "effectiveness": effectiveness,
+            "measured_at": step["timestamp"],
+            "skills": skills,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        self.emit("academy_reexamined", result)
+        return result
 
     def _train_defense(
         self, examples: list[dict[str, Any]], number: int, anchors: list[dict[str, Any]]
@@ -378,15 +423,38 @@ class Academy:
         return result
 
     def _record_round(self, record: dict[str, Any]) -> None:
-        from personad.brain import Brain
-
         exam = record["exam"]
-        with Brain.open(self.home / "personas" / self.student.id / "brain.sqlite") as brain:
+        with self._brain() as brain:
             brain.record_evolution(
                 f"academy:{self.settings.domain}:round{record['round']}",
                 record["adapter"],
                 1.0 - exam["attack_success"],
             )
+
+    def _brain(self) -> Any:
+        """The student's brain (its configured ``database_path`` where it has one)."""
+        from personad.brain import Brain
+
+        return Brain.open(self.store.brain_path(self.student.id))
+
+    def _defense_hash(self) -> str | None:
+        try:
+            return self.registry.manifest(self.adapter).lora_hash
+        except PersonadError:
+            return None
+
+    def _measured(self, report: dict[str, Any]) -> None:
+        """The run's final exam is the newest measurement of the defense it kept: a skill carrying that
+        adapter (by its hash before the run, or the new one) takes it as effectiveness, with the retrained
+        adapter's hash; the last round's ``evolution_history`` row dates it. Then the Academy goals."""
+        with self._brain() as brain:
+            if report["adapter"] is not None:
+                new_hash = self._defense_hash()
+                hashes = [h for h in (self.previous_hash, new_hash) if h]
+                report["skills_measured"] = brain.measure_skills(
+                    hashes, 1.0 - report["final"]["attack_success"], new_lora_hash=new_hash
+                )
+            report["goals"] = signals.academy_finished(brain, self.settings.domain, report)
 
     def _finish(self, report: dict[str, Any], stack: list[AdapterRef]) -> None:
         """Keep the defense in the student's stack; on graduation, record the skill and the new status."""

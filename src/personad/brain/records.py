@@ -80,20 +80,64 @@ def get_skill(conn: Any, skill: str) -> dict[str, Any]:
     return _decode(row, "usage_scenarios")
 
 
+ACHIEVEMENT_KEYS = ("skill", "lora_hash", "effectiveness", "usage_scenarios")
+_HEX = frozenset("0123456789abcdef")
+
+
+def normalise_lora_hash(value: str) -> str:
+    """The registry's form of an adapter hash: a full sha256 digest, with or without the seed's ``sha256:``
+    prefix and in any case, becomes 64 lowercase hex digits (what ``AdapterRegistry`` manifests carry, so
+    ``use_skills_with_hashes`` and ``skill_usage_by_hash`` match it). Anything else is an opaque label and is
+    kept verbatim (``sha256:aa`` is not a digest, so it stays ``sha256:aa``)."""
+    text = value.strip()
+    digest = text[7:] if text[:7].lower() == "sha256:" else text
+    if len(digest) == 64 and set(digest.lower()) <= _HEX:
+        return digest.lower()
+    return text
+
+
+def achievement_args(achievement: Any) -> tuple[Any, Any, Any, Any]:
+    """The seed's ``saveAchievement({skill, lora_hash, effectiveness, usage_scenarios})`` as arguments, or a
+    BadRequestError ``invalid_achievement`` naming what is wrong with the object."""
+    if not isinstance(achievement, dict):
+        raise _bad("an achievement must be an object", "invalid_achievement")
+    unknown = sorted(str(k) for k in achievement if k not in ACHIEVEMENT_KEYS)
+    if unknown:
+        raise _bad(
+            f"unknown achievement field(s) {', '.join(unknown)}; expected {', '.join(ACHIEVEMENT_KEYS)}",
+            "invalid_achievement",
+        )
+    missing = [k for k in ACHIEVEMENT_KEYS[:3] if k not in achievement]
+    if missing:
+        raise _bad(f"an achievement needs {', '.join(missing)}", "invalid_achievement")
+    return (
+        achievement["skill"],
+        achievement["lora_hash"],
+        achievement["effectiveness"],
+        achievement.get("usage_scenarios"),
+    )
+
+
 def save_achievement(
     conn: Any, skill: Any, lora_hash: Any, effectiveness: Any, usage_scenarios: Any = None
 ) -> dict[str, Any]:
-    """Insert a skill, or update its adapter and effectiveness and add new usage scenarios."""
-    skill = check_text(skill, "skill", 200)
-    lora_hash = check_text(lora_hash, "lora_hash", 200)
-    effectiveness = check_number(effectiveness, "effectiveness", 0, 1)
+    """Insert a skill, or update its adapter and effectiveness and add new usage scenarios.
+
+    Every problem is a BadRequestError with code ``invalid_achievement``. ``lora_hash`` is normalised by
+    ``normalise_lora_hash``."""
+    try:
+        skill = check_text(skill, "skill", 200)
+        lora_hash = normalise_lora_hash(check_text(lora_hash, "lora_hash", 200))
+        effectiveness = check_number(effectiveness, "effectiveness", 0, 1)
+    except BadRequestError as exc:
+        raise _bad(exc.message, "invalid_achievement") from None
     scenarios = [] if usage_scenarios is None else usage_scenarios
     if isinstance(scenarios, str):
         scenarios = [scenarios]
     if not isinstance(scenarios, list | tuple) or not all(
         isinstance(s, str) and s.strip() for s in scenarios
     ):
-        raise _bad("usage_scenarios must be a list of non-empty strings")
+        raise _bad("usage_scenarios must be a list of non-empty strings", "invalid_achievement")
     existing = _one(conn, "SELECT usage_scenarios FROM skills WHERE skill_id = ?", (skill,))
     merged: list[str] = json.loads(existing["usage_scenarios"]) if existing else []
     merged += [s.strip() for s in scenarios if s.strip() not in merged]
@@ -107,6 +151,31 @@ def save_achievement(
     return get_skill(conn, skill)
 
 
+def measure_skills(
+    conn: Any, lora_hashes: Any, effectiveness: Any, new_lora_hash: Any = None
+) -> list[dict[str, Any]]:
+    """Set the effectiveness of every skill carried by one of ``lora_hashes`` to a new measurement (and,
+    when the adapter was retrained, its hash to ``new_lora_hash``); returns the updated skills."""
+    effectiveness = check_number(effectiveness, "effectiveness", 0, 1)
+    hashes = sorted({normalise_lora_hash(h) for h in lora_hashes if isinstance(h, str) and h.strip()})
+    if not hashes:
+        return []
+    replacement = (
+        None if new_lora_hash is None else normalise_lora_hash(check_text(new_lora_hash, "lora_hash"))
+    )
+    marks = ",".join("?" * len(hashes))
+    ids = [
+        r["skill_id"]
+        for r in _all(conn, f"SELECT skill_id FROM skills WHERE lora_hash IN ({marks})", tuple(hashes))
+    ]
+    for skill_id in ids:
+        conn.execute(
+            "UPDATE skills SET effectiveness = ?, lora_hash = coalesce(?, lora_hash) WHERE skill_id = ?",
+            (effectiveness, replacement, skill_id),
+        )
+    return [get_skill(conn, skill_id) for skill_id in ids]
+
+
 def use_skill(conn: Any, skill: Any) -> dict[str, Any]:
     """Count one use of a skill."""
     skill = check_text(skill, "skill", 200)
@@ -118,7 +187,7 @@ def use_skill(conn: Any, skill: Any) -> dict[str, Any]:
 
 def use_skills_with_hashes(conn: Any, lora_hashes: Any) -> int:
     """Count one use of every skill whose adapter (by ``lora_hash``) answered a request; returns how many."""
-    hashes = [h for h in lora_hashes if isinstance(h, str) and h]
+    hashes = sorted({normalise_lora_hash(h) for h in lora_hashes if isinstance(h, str) and h.strip()})
     if not hashes:
         return 0
     marks = ",".join("?" * len(hashes))

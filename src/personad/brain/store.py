@@ -480,10 +480,37 @@ class Brain:
             return fn(self._conn, *args)
 
     def save_achievement(
-        self, skill: str, lora_hash: str, effectiveness: float, usage_scenarios: list[str] | None = None
+        self,
+        skill: str | Mapping[str, Any],
+        lora_hash: str | None = None,
+        effectiveness: float | None = None,
+        usage_scenarios: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Record (or update) a skill learned as a LoRA adapter; new usage scenarios are added to the old."""
-        return self._write(records.save_achievement, skill, lora_hash, effectiveness, usage_scenarios)
+        """Record (or update) a skill learned as a LoRA adapter; new usage scenarios are added to the old.
+
+        Takes the arguments, or the seed's one object:
+        ``save_achievement({"skill": ..., "lora_hash": "sha256:…", "effectiveness": 0.95,
+        "usage_scenarios": [...]})``. A full sha256 ``lora_hash`` is stored as the registry's 64 lowercase
+        hex digits (``sha256:`` prefix dropped), so skill-use counting by adapter hash matches it. Any
+        problem (unknown or missing fields, bad values) is a BadRequestError ``invalid_achievement``.
+        """
+        if isinstance(skill, Mapping):
+            if lora_hash is not None or effectiveness is not None or usage_scenarios is not None:
+                raise BadRequestError(
+                    "pass an achievement object or the arguments, not both", code="invalid_achievement"
+                )
+            args = records.achievement_args(dict(skill))
+        else:
+            args = (skill, lora_hash, effectiveness, usage_scenarios)
+        return self._write(records.save_achievement, *args)
+
+    def measure_skills(
+        self, lora_hashes: Sequence[str], effectiveness: float, *, new_lora_hash: str | None = None
+    ) -> list[dict[str, Any]]:
+        """A new measurement of an adapter: every skill carried by one of ``lora_hashes`` takes
+        ``effectiveness`` (and ``new_lora_hash`` when the adapter was retrained). Returns those skills; the
+        caller records when and how it measured (the Academy: an ``evolution_history`` row)."""
+        return list(self._write(records.measure_skills, list(lora_hashes), effectiveness, new_lora_hash))
 
     def use_skill(self, skill: str) -> dict[str, Any]:
         """Count one use of a skill (NotFoundError if unknown)."""
