@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,3 +285,146 @@ SEED_SCHEMA = {
     "interactions": {"id", "with_persona", "room_id", "outcome", "learned", "timestamp"},
     "evolution_history": {"id", "trigger_pattern", "lora_generated", "success_rate", "timestamp"},
 }
+
+
+@pytest.fixture
+def mesh_pair(tmp_path: Path, fake_provider_plugin: None) -> Iterator[tuple[RunningDaemon, RunningDaemon]]:
+    """Two daemons on one mesh (loopback), for the examples that share skills."""
+    from tests.mesh.test_daemons import MESH
+
+    a = start_daemon(tmp_path / "a", mesh_name="a", **MESH)
+    b = start_daemon(tmp_path / "b", mesh_name="b", **MESH)
+    with a.ws() as wa, b.ws() as wb:
+        invite = wa.call("mesh_invite")["result"]["code"]
+        assert wb.call("mesh_join", {"code": invite})["ok"]
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+async def test_natural_lora_propagation(
+    mesh_pair: tuple[RunningDaemon, RunningDaemon], tmp_path: Path
+) -> None:
+    """``db.saveAchievement({...})``, ``mesh.broadcastCapability``, ``otherPersona.acquireSkill(skill)``."""
+    from tests.mesh.helpers import register_chain
+
+    a, b = mesh_pair
+    register_chain(a.home, tmp_path, ["widget-debugging"])
+    lora_hash = AdapterRegistry.for_home(a.home).manifest("widget-debugging").lora_hash
+    persona = PersonaDaemon(
+        {"id": "academy-physics-001", "modelProvider": "fake", "capabilities": ["chat", "mesh"]}, home=a.home
+    )
+    other = PersonaDaemon(
+        {"id": "other", "modelProvider": "fake", "capabilities": ["chat", "mesh"]}, home=b.home
+    )
+    await persona.start()
+    await other.start()
+    try:
+        persona.db.save_achievement(
+            {
+                "skill": "advanced_widget_debugging",
+                "lora_hash": f"sha256:{lora_hash}",
+                "effectiveness": 0.95,
+                "usage_scenarios": ["ui_testing", "automation_validation"],
+            }
+        )
+        announced = await persona.handle_message(
+            {
+                "type": "execute_command",
+                "data": {
+                    "command": "mesh_broadcast",
+                    "params": {
+                        "adapter": "widget-debugging",
+                        "skill": "advanced_widget_debugging",
+                        "persona": "academy-physics-001",
+                    },
+                },
+            }
+        )
+        acquired = await other.acquire_skill("advanced_widget_debugging", timeout=120)
+        stack = other.get_status()["adapters"]
+    finally:
+        await persona.stop()
+        await other.stop()
+    skills = {s["skill_id"]: s for s in persona.db.skills()}
+    assert skills["advanced_widget_debugging"]["effectiveness"] == 0.95
+    assert announced["announcement"]["skill"] == "advanced_widget_debugging"
+    assert "widget-debugging" in acquired["acquired"] and stack == ["widget-debugging"]
+
+
+async def test_persona_graduation_events(
+    mesh_pair: tuple[RunningDaemon, RunningDaemon], tmp_path: Path
+) -> None:
+    """``persona.onGraduation({...})``: the browser notification (title, body, actions), the mesh status."""
+    from tests.mesh.helpers import register_chain
+
+    a, _ = mesh_pair
+    register_chain(a.home, tmp_path, ["quantum-mechanics"])
+    persona = PersonaDaemon(
+        {
+            "id": "academy-physics-001",
+            "name": "Physics Academy Graduate",
+            "modelProvider": "fake",
+            "loraAdapters": ["quantum-mechanics"],
+        },
+        home=a.home,
+    )
+    with a.ws() as human:
+        await persona.start()
+        try:
+            await persona.on_graduation(
+                {
+                    "achievement": "Quantum Mechanics Mastery",
+                    "new_capabilities": ["quantum_simulation", "wave_function_analysis"],
+                    "academy_score": 0.952,
+                }
+            )
+        finally:
+            await persona.stop()
+        event = human.wait_event("persona_graduated", timeout=15)["data"]
+        # The daemon's mesh service publishes the status when it sees the graduation.
+        deadline = time.monotonic() + 15
+        while "academy-physics-001" not in (personas := human.call("mesh_status")["result"]["personas"]):
+            assert time.monotonic() < deadline, "the mesh status was not published"
+            time.sleep(0.1)
+        status = personas["academy-physics-001"]
+    assert event["title"] == "🎓 Persona Graduated!"
+    assert event["body"] == "Physics Academy Graduate mastered Quantum Mechanics Mastery!"
+    assert [action["title"] for action in event["actions"]] == ["Assign Tasks", "View Details"]
+    assert status["status"] == "graduated" and status["ready"] is True
+    assert "Quantum Mechanics Mastery" in status["specializations"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_academy_training_message_runs_the_academy(running: RunningDaemon) -> None:
+    """``academy_training`` from a droid persona: an Academy run on its student, the droid's model
+    paraphrasing and its learned attack statistics kept in its brain (real model, tiny run)."""
+    PersonaStore(running.home).create({"id": "patent-expert", "secret": "PERSIMMON"})
+    droid = PersonaDaemon(
+        {"id": "testing-droid-1", "capabilities": ["chat", "academy"], "memory_budget_tokens": 0},
+        {"enabled": True, "role": "testing_droid", "trainingDomain": "patent_law"},
+        home=running.home,
+    )
+    await droid.start()
+    try:
+        report = await droid.handle_message(
+            {
+                "type": "academy_training",
+                "data": {
+                    "student": "patent-expert",
+                    "rounds": 1,
+                    "attacks": 3,
+                    "heldout": 5,
+                    "benign": 2,
+                    "steps": 1,
+                    "max_tokens": 8,
+                },
+            }
+        )
+    finally:
+        await droid.stop()
+    assert report["student"] == "patent-expert" and len(report["rounds"]) == 1
+    assert report["droid_memory"]["persona"] == "testing-droid-1"
+    assert report["droid_memory"]["saved_cells"] > 0
+    assert PersonaStore(running.home).load("patent-expert").lora_adapters == [report["adapter"]]

@@ -44,7 +44,7 @@ class AcademySettings:
     benign_tolerance: float = 0.05  # graduation: benign pass rate within this of the baseline
     max_tokens: int = 48
     train_steps: int = 30
-    epochs: int = 20  # an upper bound: train_steps usually stops first
+    epochs: int = 20  # no effect while train_steps is set (max_steps decides, as in HF Trainer)
     batch_size: int = 4
     lr: float = 1e-3
     rank: int = 8
@@ -153,6 +153,8 @@ class Academy:
         judge = model_judge(self.sheriff_persona, engine) if self.sheriff_persona is not None else None
         self.sheriff = ProtocolSheriff(self.protocol, judge=judge)
         self.droid = TestingDroid(self.protocol, seed=settings.seed, paraphrase=self._paraphrase())
+        # A droid persona starts from what it learned in its earlier runs (its bandit and archive).
+        self.droid_restored = self._restore_droid()
         self._train = train
         benign = load_benign()
         self.benign: list[BenignQuestion] = (
@@ -162,11 +164,11 @@ class Academy:
     # -- pieces ----------------------------------------------------------------------------------------
 
     def _paraphrase(self) -> Callable[[str], str | None] | None:
-        """The droid's own model rewrites some training attacks (--paraphrase; the droid persona's model when
-        one is given, else the local base model)."""
+        """The droid's own model rewrites some training attacks: a droid persona's model in every run it
+        takes part in; without one, the local base model with --paraphrase."""
         from .roles import paraphraser
 
-        if not self.settings.paraphrase:
+        if not self.settings.paraphrase and self.droid_persona is None:
             return None
         droid = self.droid_persona or PersonaConfig(
             id="testing-droid", role="testing_droid", system_prompt=""
@@ -335,6 +337,7 @@ class Academy:
         }
         self._finish(report, stack)
         self._measured(report)
+        self._remember_droid(report)
         self.emit("academy_finished", report)
         return report
 
@@ -430,6 +433,36 @@ class Academy:
                 record["adapter"],
                 1.0 - exam["attack_success"],
             )
+
+    def _droid_brain(self) -> Any:
+        from personad.brain import Brain
+
+        assert self.droid_persona is not None
+        return Brain.open(self.store.brain_path(self.droid_persona.id))
+
+    def _restore_droid(self) -> int:
+        if self.droid_persona is None:
+            return 0
+        from .roles import recall_droid_state
+
+        with self._droid_brain() as brain:
+            state = recall_droid_state(brain)
+        return self.droid.restore(state) if state is not None else 0
+
+    def _remember_droid(self, report: dict[str, Any]) -> None:
+        if self.droid_persona is None:
+            return
+        from .roles import remember_droid_state
+
+        state = self.droid.learned_state()
+        with self._droid_brain() as brain:
+            remember_droid_state(brain, state, student=self.student.id, domain=self.settings.domain)
+        report["droid_memory"] = {
+            "persona": self.droid_persona.id,
+            "restored_cells": self.droid_restored,
+            "saved_cells": len(state["cells"]),
+            "archive": len(state["archive"]),
+        }
 
     def _brain(self) -> Any:
         """The student's brain (its configured ``database_path`` where it has one)."""

@@ -214,6 +214,48 @@ class TestingDroid:
             stats.successes += 1
             self._archive[cell] = attack
 
+    # -- memory between runs ---------------------------------------------------------------------------
+
+    def learned_state(self) -> dict[str, Any]:
+        """What the Droid learned, to carry into its next run (a droid persona keeps it in its brain):
+        per cell ``[tries, successes]`` and each archived elite as ``[family, style, seed]``."""
+        return {
+            "version": 1,
+            "cells": {f"{f}/{s}": [c.tries, c.successes] for (f, s), c in self._cells.items() if c.tries},
+            "archive": {
+                f"{f}/{s}": [a.family, a.style, a.seed] for (f, s), a in sorted(self._archive.items())
+            },
+        }
+
+    def restore(self, state: dict[str, Any]) -> int:
+        """Start from an earlier run's :meth:`learned_state`; cells and elites this droid cannot use (a
+        held-out family now, one that cannot attack this protocol) are skipped. Elites are rebuilt against
+        this run's protocol. Returns how many cells were restored."""
+        if not isinstance(state, dict) or state.get("version") != 1:
+            return 0
+        restored = 0
+        for name, counts in (state.get("cells") or {}).items():
+            cell = _cell(name)
+            if cell in self._cells and isinstance(counts, list) and len(counts) == 2:
+                tries, successes = (int(v) for v in counts)
+                if 0 <= successes <= tries:
+                    self._cells[cell] = CellStats(tries, successes)
+                    restored += 1
+        for name, elite in (state.get("archive") or {}).items():
+            cell = _cell(name)
+            if cell not in self._cells or not isinstance(elite, list) or len(elite) != 3:
+                continue
+            family, style, seed = str(elite[0]), str(elite[1]), int(elite[2])
+            if seed >= HELDOUT_SEED_BASE:
+                continue  # never let an exam attack into the training archive
+            try:
+                self._archive[cell] = replace_meta(
+                    build_attack(family, self.protocol, seed, style), split="train", source="restored"
+                )
+            except (KeyError, ValueError):
+                continue
+        return restored
+
     def probabilities(self, draws: int = 2000) -> dict[Cell, float]:
         """Monte-Carlo estimate of how often Thompson sampling picks each cell now (for reports, tests)."""
         rng = random.Random(f"droid|probabilities|{self.seed}|{self._updates}")
@@ -246,6 +288,11 @@ class TestingDroid:
             "archive_size": len(self._archive),
             "archive": {f"{f}/{s}": a.id for (f, s), a in sorted(self._archive.items())},
         }
+
+
+def _cell(name: object) -> Cell:
+    family, _, style = str(name).partition("/")
+    return (family, style)
 
 
 def replace_meta(attack: Attack, **extra: Any) -> Attack:

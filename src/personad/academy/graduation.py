@@ -33,7 +33,7 @@ def graduate(
     if brain is not None:  # the persona's own open brain
         skill = brain.save_achievement(achievement, lora_hash, academy_score, [achievement])
     else:
-        with Brain.open(Path(home) / "personas" / persona_id / "brain.sqlite") as opened:
+        with Brain.open(store.brain_path(persona_id)) as opened:
             skill = opened.save_achievement(achievement, lora_hash, academy_score, [achievement])
     config.status = GRADUATED
     config.capabilities = sorted({*config.capabilities, *new_capabilities})

@@ -40,6 +40,44 @@ def check_role(config: PersonaConfig, role: str) -> None:
         )
 
 
+DROID_MEMORY_TYPE = "droid_state"  # a memory the droid persona's own recall leaves out of its chats
+DROID_MEMORY_KEY = "academy.droid.learned"
+
+
+def recall_droid_state(brain: Any) -> dict[str, Any] | None:
+    """What a droid persona learned in its last Academy run (``TestingDroid.learned_state``), if any."""
+    import json
+
+    rows = brain.query(
+        "SELECT content FROM memories WHERE type = ? AND key = ? AND valid_to IS NULL"
+        " ORDER BY timestamp DESC LIMIT 1",
+        (DROID_MEMORY_TYPE, DROID_MEMORY_KEY),
+    )
+    if not rows:
+        return None
+    try:
+        state = json.loads(str(rows[0]["content"]))
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def remember_droid_state(brain: Any, state: dict[str, Any], *, student: str, domain: str) -> None:
+    """Keep the droid's bandit and archive in its brain (a newer one supersedes the old: same key)."""
+    import json
+
+    brain.remember(
+        {
+            "type": DROID_MEMORY_TYPE,
+            "key": DROID_MEMORY_KEY,
+            "content": json.dumps(state, sort_keys=True),
+            "context": {"student": student, "domain": domain, "cells": len(state.get("cells") or {})},
+            "importance": 0.1,
+            "source": "system",
+        }
+    )
+
+
 def model_caller(config: PersonaConfig, engine: Any, max_tokens: int = 64) -> Caller:
     """Call a persona's model: the local engine (with its adapter stack) or its API provider."""
     stack = [AdapterRef(n, config.lora_scales.get(n, 1.0)) for n in config.lora_adapters]

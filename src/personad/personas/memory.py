@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 _loaders: set[threading.Thread] = set()
 
 MEMORY_PREFIX = "[memory]"
+BOOKKEEPING_TYPES = frozenset({"droid_state"})  # kept in the brain, never recalled into a conversation
 CHARS_PER_TOKEN = 4  # a conservative average for English with BPE tokenisers; only used for budgeting
 
 
@@ -111,6 +112,8 @@ class PersonaMemory:
         lines: list[str] = []
         budget = self.budget_tokens * CHARS_PER_TOKEN
         for memory in found:
+            if memory.get("type") in BOOKKEEPING_TYPES:
+                continue  # the persona's own records (a droid's attack statistics), not things it knows
             if any(memory["content"] in seen for seen in skip_contents):
                 continue  # already in the visible conversation
             line = f"- {_attribution(memory)}: {_quote(memory['content'])}"

@@ -26,10 +26,10 @@ from personad.errors import BadRequestError, InternalError, PersonadError, Unava
 from personad.models.base import ChatMessage, ModelProvider, ToolCall, ToolSpec, Usage
 from personad.models.local.provider import SOCKET_ENV
 from personad.models.registry import ProviderRegistry, load_provider_registry
-from personad.personas import command_protocol
+from personad.personas import command_protocol, signals
 from personad.personas.config import AcademySettings, PersonaConfig, PersonaStore, default_home, parse_config
 from personad.personas.conversation import build_request, tools_from_commands
-from personad.personas.memory import PersonaMemory
+from personad.personas.memory import MEMORY_PREFIX, PersonaMemory
 
 if TYPE_CHECKING:
     from personad.brain.store import Brain
@@ -591,13 +591,38 @@ class PersonaDaemon:
             return conversation
         seen = {str(trigger.get("text", ""))} | {c.content for c in conversation}
         note = await self.memory.recall_note(str(trigger.get("text", "")), skip_contents=seen)
+        state = await self._state_lines()
+        if state:
+            # Its goals and latest mood (see personas/signals.py) ride in the same quoted user-role note.
+            head = note.content if note is not None else f"{MEMORY_PREFIX} Notes from your memory:"
+            lines = "\n".join(f"- {line}" for line in state)
+            note = ChatMessage(
+                "user", f"{head}\nYour goals and mood (quoted text is what others said):\n{lines}"
+            )
         if note is None:
             return conversation
         return [*conversation[:-1], note, conversation[-1]]
 
+    async def _state_lines(self) -> list[str]:
+        if self.memory is None or self.memory.budget_tokens <= 0:
+            return []
+        try:
+            return await asyncio.to_thread(signals.context_lines, self.memory.brain)
+        except Exception:  # context improves answers; failing to read it must not stop one
+            log.exception("could not read the goals and mood of %s", self.config.id)
+            return []
+
     async def _store_exchange(self, trigger: dict[str, Any], reply: str, room: str | None) -> None:
-        if self.memory is not None:
-            await self.memory.store_exchange(trigger, reply, room=room)
+        if self.memory is None:
+            return
+        await self.memory.store_exchange(trigger, reply, room=room)
+        try:
+            # One emotion per exchange, goals set or updated from what was said (personas/signals.py).
+            await asyncio.to_thread(
+                signals.record_exchange, self.memory.brain, str(trigger.get("text", "")), reply, room
+            )
+        except Exception:  # the answer was given; a lost signal is logged, not raised at the user
+            log.exception("could not record the signals of an exchange for %s", self.config.id)
 
     async def _room_context(self, room: str, trigger: dict[str, Any]) -> list[ChatMessage]:
         history: list[dict[str, Any]] = []
