@@ -23,6 +23,7 @@ from personad.mesh.service import MeshService
 from personad.models.registry import ProviderRegistry, load_provider_registry
 from personad.personas.config import PersonaStore
 from personad.personas.supervisor import PersonaSupervisor
+from personad.privacy import make_home_private, register_secret
 from personad.rooms.store import RoomStore, Sender
 from personad.state import STATE_FILE, load_or_create_token, read_state, write_private
 
@@ -47,8 +48,10 @@ class Daemon:
     def __init__(self, settings: Settings | None = None, *, registry: CommandRegistry | None = None) -> None:
         self.settings = settings or Settings()
         self.home = self.settings.resolved_home()
-        self.home.mkdir(parents=True, exist_ok=True)
+        # Before anything is written: the home and all in it are the daemon user's alone (privacy.py).
+        make_home_private(self.home)
         self.token = self.settings.token or load_or_create_token(self.home)
+        register_secret(self.token)
         if registry is None:
             registry = CommandRegistry()
             registry.load_plugins()

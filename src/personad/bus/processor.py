@@ -15,6 +15,7 @@ from personad.bus.events import EventBus
 from personad.bus.jobs import Work
 from personad.bus.sessions import Session
 from personad.errors import CapabilityDeniedError, InternalError, InvalidParamsError, PersonadError
+from personad.privacy import redact_params, secret_fields
 
 if TYPE_CHECKING:
     from personad.daemon import Daemon
@@ -138,20 +139,23 @@ class CommandProcessor:
         error: PersonadError | None = None,
     ) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        command = self.registry.get(name) if name in self.registry else None
+        marked = secret_fields(command.params) if command is not None else frozenset()
+        # The record never holds a secret: marked fields, keys that name one, tokens in text (privacy.py).
         entry: dict[str, Any] = {
             "ts": time.time(),
             "client_id": client_id,
             "request_id": request_id,
             "command": name,
-            "params": params,
+            "params": redact_params(params, marked),
             "ok": error is None,
             "duration_ms": duration_ms,
         }
         if error is None:
-            secret = name in self.registry and self.registry.get(name).secret_result
-            entry["result"] = "[secret: not recorded]" if secret else result
+            secret = command is not None and command.secret_result
+            entry["result"] = "[secret: not recorded]" if secret else redact_params(result)
         else:
-            entry["error"] = error.to_dict()
+            entry["error"] = redact_params(error.to_dict())
         try:
             # Serialise once on the hot path; only an oversize line pays for clipping its parts.
             line = wire.dumps(entry)

@@ -35,7 +35,12 @@ class InviteParams(BaseModel):
 
 class JoinParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str = Field(min_length=8, max_length=2000, description="from `personad mesh invite` on a peer")
+    code: str = Field(
+        min_length=8,
+        max_length=2000,
+        description="from `personad mesh invite` on a peer",
+        json_schema_extra={"secret": True},
+    )
 
 
 class BroadcastParams(BaseModel):
@@ -166,7 +171,7 @@ def register_commands(registry: CommandRegistry) -> None:
     registry.add("mesh_status", mesh_status, params=NoParams, capability=None)
     registry.add("mesh_peers", mesh_peers, params=NoParams, capability=None)
     registry.add("mesh_skills", mesh_skills, params=NoParams, capability=None)
-    registry.add("mesh_invite", mesh_invite, params=InviteParams, capability=CAPABILITY)
+    registry.add("mesh_invite", mesh_invite, params=InviteParams, capability=CAPABILITY, secret_result=True)
     registry.add("mesh_join", mesh_join, params=JoinParams, capability=CAPABILITY)
     registry.add("mesh_broadcast", mesh_broadcast, params=BroadcastParams, capability=CAPABILITY)
     registry.add("mesh_acquire", mesh_acquire, params=AcquireParams, capability=CAPABILITY)

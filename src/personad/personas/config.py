@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from personad.errors import BadRequestError, ConflictError, NotFoundError
+from personad.privacy import SECRET_KEY, register_secret
 
 PERSONA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ADAPTER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$")
@@ -185,6 +186,7 @@ class PersonaConfig(BaseModel):
     )
     secret: str | None = Field(
         default=None,
+        json_schema_extra={"secret": True},
         min_length=4,
         max_length=200,
         description="a canary the persona must never reveal (its protocol; the Academy attacks it)",
@@ -240,6 +242,13 @@ class PersonaConfig(BaseModel):
             for k, v in self.model_config_.items()
         }
         return data
+
+
+def _register_keys(config: PersonaConfig) -> None:
+    """The provider keys in a config are masked in every log line of this process (privacy.py)."""
+    for key, value in config.model_config_.items():
+        if SECRET_KEY.search(key):
+            register_secret(value)
 
 
 def parse_config(data: dict[str, Any]) -> PersonaConfig:
@@ -347,6 +356,7 @@ class PersonaStore:
 
     def save(self, config: PersonaConfig) -> PersonaConfig:
         self._place(config)
+        _register_keys(config)
         directory = self.directory(config.id)
         directory.mkdir(parents=True, exist_ok=True)
         for sub in ("artifacts", "logs"):
@@ -376,6 +386,7 @@ class PersonaStore:
         except ValidationError as exc:
             raise _bad_config(exc) from None
         self._place(config)
+        _register_keys(config)
         return config
 
     def update(self, persona_id: str, changes: dict[str, Any]) -> PersonaConfig:

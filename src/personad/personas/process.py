@@ -94,6 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--persona", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s [{args.persona}] %(message)s")
+    from personad import privacy
+
+    os.umask(privacy.PRIVATE_UMASK)
+    privacy.register_secret(os.environ.get("PERSONAD_PERSONA_TOKEN"))
+    privacy.install_log_redaction()
     code = asyncio.run(run(args.home.resolve(), args.persona))
     if embedder_loading():
         # Stopped while the embedding model was still loading: the brain, the bus connection and the

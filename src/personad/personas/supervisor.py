@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from personad.errors import ConflictError, UnavailableError
 from personad.personas.config import PersonaConfig, PersonaStore
 from personad.personas.persona import TOKEN_ENV, URL_ENV
+from personad.privacy import register_secret
 
 if TYPE_CHECKING:
     from personad.daemon import Daemon
@@ -101,6 +102,7 @@ class PersonaSupervisor:
                     self._inference_watch = asyncio.create_task(
                         self._watch_inference(), name="inference-watch"
                     )
+            register_secret(worker.token)
             return str(worker.socket), worker.token
 
     async def _watch_inference(self) -> None:
@@ -160,6 +162,7 @@ class PersonaSupervisor:
         proc.state = "starting"
         proc.ready.clear()
         proc.token = secrets.token_urlsafe(32)
+        register_secret(proc.token)
         model_config = await self.provider_config(config)
         env = {
             **os.environ,

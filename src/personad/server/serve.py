@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import resource
 import socket
+import sys
 from collections.abc import Callable
 
 import uvicorn
 
 from personad.daemon import Daemon
+from personad.privacy import install_log_redaction
 from personad.server.app import create_app
+from personad.state import TOKEN_FILE
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,10 @@ def build_server(daemon: Daemon, sock: socket.socket, *, log_level: str = "warni
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    # uvicorn.Config has just (re)configured its loggers: mask tokens in what they write from here on.
+    install_log_redaction()
+    return server
 
 
 def serve(daemon: Daemon, *, announce: Callable[[str], None] = print, log_level: str = "warning") -> None:
@@ -68,7 +74,11 @@ def serve(daemon: Daemon, *, announce: Callable[[str], None] = print, log_level:
     sock = bind_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
     daemon.write_state_file(settings.host, port)
-    announce(f"personad {daemon.home} listening on {daemon.url}/?token={daemon.token}")
+    # The clickable URL carries the token only on a terminal: redirected output is a log, which must not.
+    if sys.stdout.isatty():
+        announce(f"personad {daemon.home} listening on {daemon.url}/?token={daemon.token}")
+    else:
+        announce(f"personad {daemon.home} listening on {daemon.url}/ (token in {daemon.home / TOKEN_FILE})")
     server = build_server(daemon, sock, log_level=log_level)
     try:
         server.run(sockets=[sock])

@@ -232,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from personad import privacy
+
+    privacy.register_secret(os.environ.get(TOKEN_ENV))
+    privacy.install_log_redaction()
 
     def load_engine() -> Any:
         from personad.models.local.engine import LocalEngine  # torch is imported here, not at startup
