@@ -311,3 +311,11 @@ def _reply(ws: Any, request_id: str) -> dict[str, Any]:
         if message.get("id") == request_id and message.get("type") == "command_result":
             assert message["ok"], message
             return dict(message["result"])
+
+
+def test_error_messages_never_carry_a_known_secret() -> None:
+    from personad.errors import ProviderError
+
+    privacy.register_secret(API_KEY)
+    error = ProviderError(f"Incorrect API key provided: {API_KEY} (see http://x/?token=abcdefgh123)")
+    assert error.to_dict()["message"] == "Incorrect API key provided: *** (see http://x/?token=***)"

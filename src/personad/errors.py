@@ -27,7 +27,13 @@ class PersonadError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """The wire shape shared by every transport; ``status`` lets a client rebuild the class."""
-        out: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.http_status}
+        from personad.privacy import redact_text  # no token or key in any error a client sees or a log keeps
+
+        out: dict[str, Any] = {
+            "code": self.code,
+            "message": redact_text(self.message),
+            "status": self.http_status,
+        }
         if self.details is not None:
             out["details"] = self.details
         return out
