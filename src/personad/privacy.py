@@ -25,7 +25,7 @@ from typing import Any
 MASK = "***"
 PRIVATE_UMASK = 0o077
 SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|passphrase|authorization|credential)", re.I)
-_QUERY_TOKEN = re.compile(r"((?:[?&]|\b)(?:token|api_key|key)=)[^&\s\"']+", re.I)
+_QUERY_TOKEN = re.compile(r"((?:[?&]|\b)(?:token|api_key|key)=)[A-Za-z0-9._~%+/=-]+", re.I)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _MIN_SECRET = 8  # shorter values would mask ordinary words
 
