@@ -22,7 +22,7 @@ from personad.errors import BadRequestError, ConflictError, NotFoundError, Perso
 log = logging.getLogger(__name__)
 
 SessionKind = Literal["browser", "console", "api", "persona"]
-SESSION_KINDS: tuple[str, ...] = ("browser", "console", "api", "persona")
+SESSION_KINDS: tuple[str, ...] = ("browser", "console", "api", "persona", "mcp")
 ALL_CAPABILITIES = "*"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 

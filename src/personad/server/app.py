@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from personad import __version__, wire
@@ -29,6 +30,7 @@ from personad.errors import (
     UnauthorizedError,
 )
 from personad.files.confine import resolve_inside
+from personad.server.mcp import MCP_PATH, McpTransport
 from personad.server.openai_api import create_router as create_openai_router
 from personad.server.openai_api import openai_error
 from personad.server.websocket import WebSocketConnection
@@ -126,11 +128,14 @@ def http_session(daemon: Daemon, request: Request) -> Session:
 def create_app(daemon: Daemon) -> FastAPI:
     """Build the app around ``daemon``; the app's lifespan starts and stops it."""
 
+    mcp = McpTransport(daemon)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await daemon.start()
         try:
-            yield
+            async with mcp.run():
+                yield
         finally:
             await daemon.stop()
 
@@ -207,6 +212,8 @@ def create_app(daemon: Daemon) -> FastAPI:
         return HTMLResponse((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
 
     app.include_router(create_openai_router(daemon))
+    # MCP over streamable HTTP; the token check above covers it like /api (see personad.server.mcp).
+    app.router.routes.append(Route(MCP_PATH, endpoint=mcp, include_in_schema=False))
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.openapi = lambda: _openapi(app, daemon)  # type: ignore[method-assign]
     return app
