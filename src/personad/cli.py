@@ -254,6 +254,9 @@ def _register_persona_verbs() -> None:
     from personad import cli_mesh
 
     cli_mesh.register(main, home_option, _fail)
+    from personad import cli_mcp
+
+    cli_mcp.register(main, home_option, _fail)
 
 
 _register_persona_verbs()
