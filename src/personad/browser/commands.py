@@ -1,4 +1,6 @@
-"""Browser commands on the session's own Chromium page: navigate, run JS, screenshot, console."""
+"""Browser commands on the session's own Chromium page: navigate, run JS, screenshot, console; and the
+registration of every browser command (those that use a page as a person does live in actions.py and
+tabs.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import re
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from PIL import Image
 from playwright.async_api import Error as PlaywrightError
@@ -19,25 +21,16 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
+from personad.browser import actions, tabs
+from personad.browser.elements import check_url as _check_url
 from personad.browser.manager import SessionBrowser
+from personad.browser.snapshot import SnapshotParams
 from personad.bus.commands import CommandRegistry
 from personad.bus.processor import CommandContext
 from personad.errors import BadRequestError, CommandFailedError, ConflictError
 from personad.files.confine import relative_name, resolve_inside
 
-# Local files and browser-internal pages stay out of reach: a session sees the web, not the host.
-ALLOWED_SCHEMES = ("http", "https", "data", "about")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
-
-
-def _check_url(url: str) -> str:
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ALLOWED_SCHEMES:
-        raise BadRequestError(
-            f"URL scheme {scheme or '(none)'!r} refused; use one of {', '.join(ALLOWED_SCHEMES)}",
-            code="invalid_url",
-        )
-    return url
 
 
 class NavigateParams(BaseModel):
@@ -472,3 +465,29 @@ def register_commands(registry: CommandRegistry) -> None:
     registry.add("browser_js", browser_js, params=BrowserJsParams, capability="browser_js")
     registry.add("screenshot", screenshot, params=ScreenshotParams, capability="screenshot")
     registry.add("browser_console", browser_console, params=ConsoleParams, capability="devtools")
+    registry.add("browser_snapshot", actions.browser_snapshot, params=SnapshotParams, capability="browser")
+    acting: list[tuple[str, Any, type[BaseModel]]] = [
+        ("browser_click", actions.browser_click, actions.ClickParams),
+        ("browser_type", actions.browser_type, actions.TypeParams),
+        ("browser_fill_form", actions.browser_fill_form, actions.FillFormParams),
+        ("browser_press_key", actions.browser_press_key, actions.PressKeyParams),
+        ("browser_select_option", actions.browser_select_option, actions.SelectOptionParams),
+        ("browser_hover", actions.browser_hover, actions.HoverParams),
+        ("browser_drag", actions.browser_drag, actions.DragParams),
+        ("browser_wait_for", actions.browser_wait_for, actions.WaitForParams),
+        ("browser_back", actions.browser_back, actions.HistoryParams),
+        ("browser_forward", actions.browser_forward, actions.HistoryParams),
+        ("browser_file_upload", actions.browser_file_upload, actions.FileUploadParams),
+        ("browser_tabs", tabs.browser_tabs, tabs.TabsParams),
+        ("browser_handle_dialog", tabs.browser_handle_dialog, tabs.DialogParams),
+        ("browser_pdf", tabs.browser_pdf, tabs.PdfParams),
+    ]
+    for name, handler, params in acting:
+        registry.add(name, handler, params=params, capability="browser")
+    # What the page fetched is the devtools view, like its console: the same capability.
+    registry.add(
+        "browser_network_requests",
+        tabs.browser_network_requests,
+        params=tabs.NetworkParams,
+        capability="devtools",
+    )
