@@ -176,3 +176,20 @@ async def test_screenshot_is_image_content_and_browser_form_flow(running: Runnin
         jpeg = await session.call_tool("screenshot", {"format": "jpeg"})
         assert isinstance(jpeg, types.CallToolResult)
         assert [c.mime_type for c in jpeg.content if isinstance(c, types.ImageContent)] == ["image/jpeg"]
+
+
+async def test_browser_form_flow_with_snapshot_refs(running: RunningDaemon) -> None:
+    import re
+
+    async with mcp_session(running) as session:
+        await call(session, "browser_navigate", {"url": FORM_PAGE})
+        snap = (await call(session, "browser_snapshot"))["snapshot"]
+        boxes = re.findall(r"textbox[^\n]*\[ref=(e\d+)\]", snap)
+        button = re.search(r'button "Send"[^\n]*\[ref=(e\d+)\]', snap)
+        assert len(boxes) == 2 and button is not None, snap
+        fields = [{"ref": boxes[0], "value": "Ada"}, {"ref": boxes[1], "value": "Lovelace"}]
+        filled = await call(session, "browser_fill_form", {"fields": fields})
+        assert len(filled["filled"]) == 2
+        await call(session, "browser_click", {"ref": button.group(1)})
+        out = await call(session, "browser_js", {"script": "document.getElementById('out').textContent"})
+        assert out["value"] == "Ada Lovelace"
