@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from personad.models.base import ChatChunk, ChatRequest, ModelProvider, ToolCall, Usage
 from personad.models.registry import ProviderRegistry
 
-_RUN = re.compile(r"run:(?P<name>[a-z_]+)\s*(?P<args>\{.*\})?", re.S)
+_RUN = re.compile(r"run:(?P<name>[a-z_]+(?:\.[a-z_]+)*)\s*(?P<args>\{.*\})?", re.S)  # dots: mcp.calc.add
 
 
 class FakeProvider(ModelProvider):

@@ -26,6 +26,8 @@ from personad.models.base import ToolSpec
 PREFIX = "[CMD:"
 _LINE = re.compile(r"^\s*\[CMD:(?P<name>[^\]\s]*)\]\s*(?P<args>.*?)\s*$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+# A persona's MCP tools (personas/mcp_tools.py): mcp.<server>.<tool>, the tool named as its server names it.
+_MCP_NAME = re.compile(r"^mcp\.[a-z0-9_-]+\.[A-Za-z0-9_.-]+$")
 OBSERVATION_LIMIT = 2000  # characters of a result shown to the model; small models have small contexts
 
 
@@ -56,7 +58,7 @@ def parse(text: str) -> tuple[str, list[CommandCall | MalformedCall]]:
             calls.append(MalformedCall("?", "expected [CMD:name] {json params} on one line", line))
             continue
         name, raw = match["name"], match["args"]
-        if not _NAME.match(name):
+        if not (_NAME.match(name) or _MCP_NAME.match(name)):
             calls.append(MalformedCall(name or "?", f"bad command name {name!r}", line))
             continue
         if not raw:

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -125,6 +126,47 @@ def _seed_alias(name: str) -> AliasChoices:
     return AliasChoices(name, to_camel(name))
 
 
+MCP_SERVER_NAME = r"^[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*$"  # no '__': mcp__<server>__<tool> splits back
+
+
+class McpServerConfig(BaseModel):
+    """An external MCP server whose tools the persona may use (``mcp.<name>.<tool>``, capability ``mcp``).
+
+    Either ``command`` (+ ``args``, ``env``) started over stdio, or ``url`` (+ ``headers``) over streamable
+    HTTP. Name secret-bearing ``env``/``headers`` keys as such (``API_TOKEN``, ``Authorization``): their
+    values are then masked when the config is shown and in every log line.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=AliasGenerator(validation_alias=_seed_alias)
+    )
+
+    name: str = Field(pattern=MCP_SERVER_NAME, max_length=32, description="a lowercase id: calc, web-search")
+    command: str | None = Field(default=None, min_length=1, description="the stdio server's executable")
+    args: list[str] = Field(default_factory=list, description="its arguments (stdio)")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment for it (stdio)")
+    url: str | None = Field(
+        default=None, pattern=r"^https?://", description="a streamable HTTP server's endpoint"
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="HTTP headers sent to it (url)")
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="seconds one tool call may take")
+    tools: list[str] | None = Field(default=None, description="only these of its tools (default: all)")
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (stdio) or url (streamable HTTP), not both or neither")
+        if self.url is not None and (self.args or self.env):
+            raise ValueError("args and env are for a stdio server (command), not a url")
+        if self.command is not None and self.headers:
+            raise ValueError("headers are for an HTTP server (url), not a command")
+        return self
+
+    def secret_values(self) -> list[str]:
+        """The values of its secret-named env and header keys."""
+        return [v for k, v in {**self.env, **self.headers}.items() if SECRET_KEY.search(k)]
+
+
 class PersonaConfig(BaseModel):
     """Everything that defines a persona. Saved as JSON; unknown keys are refused so typos surface.
 
@@ -202,6 +244,10 @@ class PersonaConfig(BaseModel):
     academy: AcademySettings | None = Field(
         default=None, description="its Academy role: {enabled, role, training_domain, adversarial_partner}"
     )
+    mcp_servers: list[McpServerConfig] = Field(
+        default_factory=list,
+        description="external MCP servers whose tools it may use as mcp.<server>.<tool> (capability mcp)",
+    )
     autostart: bool = False
     created_at: float = Field(default_factory=time.time)
 
@@ -228,6 +274,14 @@ class PersonaConfig(BaseModel):
                 raise ValueError(f"scale of {name!r} must be between -4 and 4, got {scale}")
         return value
 
+    @field_validator("mcp_servers")
+    @classmethod
+    def _check_mcp_servers(cls, value: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [server.name for server in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two MCP servers have the same name")
+        return value
+
     @property
     def display_name(self) -> str:
         return self.name or self.id
@@ -241,6 +295,9 @@ class PersonaConfig(BaseModel):
             k: ("***" if "key" in k.lower() or "secret" in k.lower() else v)
             for k, v in self.model_config_.items()
         }
+        for server in data.get("mcp_servers") or []:  # secret-named env and header values of MCP servers
+            for part in ("env", "headers"):
+                server[part] = {k: ("***" if SECRET_KEY.search(k) else v) for k, v in server[part].items()}
         return data
 
 
@@ -248,6 +305,9 @@ def _register_keys(config: PersonaConfig) -> None:
     """The provider keys in a config are masked in every log line of this process (privacy.py)."""
     for key, value in config.model_config_.items():
         if SECRET_KEY.search(key):
+            register_secret(value)
+    for server in config.mcp_servers:
+        for value in server.secret_values():
             register_secret(value)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 from personad.models.base import AdapterRef, ChatMessage, ChatRequest, GenerationParams, ToolSpec
@@ -53,7 +55,7 @@ def build_request(
     return ChatRequest(
         messages=messages,
         params=params,
-        tools=tools if native_tools else [],
+        tools=as_native_tools(tools) if native_tools else [],
         adapters=[AdapterRef(name, config.lora_scales.get(name, 1.0)) for name in config.lora_adapters],
     )
 
@@ -70,3 +72,33 @@ def tools_from_commands(commands: list[dict[str, Any]]) -> list[ToolSpec]:
         for c in commands
         if c.get("allowed") and c["name"] not in NOT_TOOLS and not c["name"].startswith("room")
     ]
+
+
+# Native tool names (Anthropic, OpenAI) must match this; command names may not (``mcp.<server>.<tool>``).
+NATIVE_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def native_tool_name(command: str) -> str:
+    """The name command ``command`` has as a native tool: bus command names are already safe and kept;
+    ``mcp.<server>.<tool>`` becomes ``mcp__<server>__<tool>`` (each ``.`` is ``__``), any other unsafe
+    character ``_``, and a name longer than 64 is cut and given a hash of the whole so it stays unique."""
+    if NATIVE_TOOL_NAME.match(command):
+        return command
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", command.replace(".", "__"))
+    if len(name) > 64:
+        name = f"{name[:55]}_{hashlib.sha256(command.encode()).hexdigest()[:8]}"
+    return name
+
+
+def as_native_tools(tools: list[ToolSpec]) -> list[ToolSpec]:
+    """``tools`` under their native names (what a provider with native tool calling is given)."""
+    return [ToolSpec(native_tool_name(t.name), t.description, t.parameters) for t in tools]
+
+
+def command_for_native(name: str, tools: list[ToolSpec]) -> str:
+    """The command a native tool call names: the tool among ``tools`` with that native name, else ``name``
+    itself (an unknown name then fails as ``unknown_command``, as any other)."""
+    for tool in tools:
+        if native_tool_name(tool.name) == name:
+            return tool.name
+    return name

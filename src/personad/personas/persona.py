@@ -28,7 +28,8 @@ from personad.models.local.provider import SOCKET_ENV
 from personad.models.registry import ProviderRegistry, load_provider_registry
 from personad.personas import command_protocol, signals
 from personad.personas.config import AcademySettings, PersonaConfig, PersonaStore, default_home, parse_config
-from personad.personas.conversation import build_request, tools_from_commands
+from personad.personas.conversation import build_request, command_for_native, tools_from_commands
+from personad.personas.mcp_tools import McpTools, is_mcp_command
 from personad.personas.memory import MEMORY_PREFIX, PersonaMemory
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class PersonaDaemon:
         self._providers = providers
         self.bus: BusClient | None = None
         self.tools: list[ToolSpec] = []
+        self.mcp = McpTools(config)  # its MCP servers' tools, its own (personas/mcp_tools.py)
         self.state = "stopped"
         self.started_at: float | None = None
         self.turns = 0
@@ -181,6 +183,11 @@ class PersonaDaemon:
             raise
         listing = await self.bus.call("commands")
         self.tools = tools_from_commands(listing["commands"])
+        # Its MCP servers (capability 'mcp'): their tools are its own commands mcp.<server>.<tool>, not bus
+        # commands; a server that fails is left out (get_status says why) and the persona starts anyway.
+        self.mcp = McpTools(self.config)
+        await self.mcp.start()
+        self.tools += self.mcp.tool_specs()
         for room in self.config.rooms:
             try:
                 await self.bus.call("room_join", {"room": room})
@@ -364,6 +371,7 @@ class PersonaDaemon:
             self._warming = None
         if self.memory is not None:
             self.memory.close()
+        await self.mcp.close()  # its MCP connections (stdio servers are stopped)
         if self._provider is not None:
             await self._provider.aclose()
         self.state = "stopped"
@@ -387,6 +395,7 @@ class PersonaDaemon:
             "started_at": self.started_at,
             "turns": self.turns,
             "last_error": self.last_error,
+            "mcp_servers": self.mcp.status(),
         }
 
     # -- messages (the seed's handleMessage) ---------------------------------------------------------
@@ -681,7 +690,9 @@ class PersonaDaemon:
                     break
                 messages.append(ChatMessage("assistant", raw, tool_calls=calls))
                 for call in calls:
-                    observation = await self._run_command(call.name, call.arguments)
+                    # A native tool name back to its command (mcp__calc__add: mcp.calc.add; conversation.py).
+                    command = command_for_native(call.name, self.tools)
+                    observation = await self._run_command(command, call.arguments)
                     result.observations.append(observation)
                     messages.append(
                         ChatMessage(
@@ -730,6 +741,8 @@ class PersonaDaemon:
         if not isinstance(arguments, dict):
             error = {"code": "invalid_command_syntax", "message": "arguments must be a JSON object"}
             return {"command": name, "ok": False, "outcome": error}
+        if is_mcp_command(name):  # one of its MCP tools, not a bus command (personas/mcp_tools.py)
+            return await self.mcp.call(name, arguments)
         try:
             result = await self._bus().call(name, arguments)
         except PersonadError as exc:
