@@ -317,3 +317,16 @@ def test_the_line_protocol_accepts_mcp_names_only() -> None:
         ("MalformedCall", "browser.js"),
         ("MalformedCall", "Mcp.x.y"),
     ]
+
+
+def test_the_docs_example_is_a_valid_config() -> None:
+    import json
+    import re
+
+    doc = (REPO / "docs" / "personas.md").read_text(encoding="utf-8")
+    section = doc.split("## MCP servers for a persona", 1)[1].split("\n## ", 1)[0]
+    (example,) = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
+    config = parse_config(json.loads(example))
+    assert [s.name for s in config.mcp_servers] == ["calc", "search"]
+    assert config.mcp_servers[1].timeout_s == 10 and config.mcp_servers[1].tools == ["find", "fetch_page"]
+    assert config.public()["mcp_servers"][0]["env"] == {"CALC_API_TOKEN": "***"}
