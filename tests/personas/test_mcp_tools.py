@@ -7,6 +7,7 @@ the PersonaDaemon Python API against a test daemon, with the fake providers.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -320,7 +321,6 @@ def test_the_line_protocol_accepts_mcp_names_only() -> None:
 
 
 def test_the_docs_example_is_a_valid_config() -> None:
-    import json
     import re
 
     doc = (REPO / "docs" / "personas.md").read_text(encoding="utf-8")
@@ -330,3 +330,31 @@ def test_the_docs_example_is_a_valid_config() -> None:
     assert [s.name for s in config.mcp_servers] == ["calc", "search"]
     assert config.mcp_servers[1].timeout_s == 10 and config.mcp_servers[1].tools == ["find", "fetch_page"]
     assert config.public()["mcp_servers"][0]["env"] == {"CALC_API_TOKEN": "***"}
+
+
+def test_a_persona_process_uses_its_mcp_server_through_the_bus(persona_daemon: RunningDaemon) -> None:
+    """The supervised persona process (persona_create, start) connects and answers with the tool's result."""
+    from tests.personas.conftest import reply_to, wait_for
+
+    body = {
+        "id": "calc-bot",
+        "model_provider": "fake",
+        "capabilities": ["chat", "mcp"],
+        "memory_budget_tokens": 0,
+        "mcp_servers": [calc_server(env={"PYTHONPATH": str(REPO), "CALC_API_TOKEN": "calc-t0ken-value"})],
+        "start": True,
+    }
+    with persona_daemon.http() as http:
+        created = http.post("/api/commands/persona_create", json=body).json()
+        assert created["ok"], created
+        shown = http.post("/api/commands/persona_show", json={"id": "calc-bot"}).json()
+    assert "calc-t0ken-value" not in json.dumps(shown)  # masked when shown
+    wait_for(lambda: "calc-bot" in persona_daemon.daemon.rooms.members("general"))
+    with persona_daemon.ws(name="ada") as ws:
+        ws.call("room_join", {"room": "general"})
+        text = '@calc-bot run:mcp.calc.add {"a": 2, "b": 3}'
+        sent = ws.call("chat", {"room": "general", "text": text})["result"]["message"]
+        reply, _ = reply_to(ws, sent["id"])
+        assert reply["sender"]["session_id"] == "calc-bot"
+        assert '[RESULT:mcp.calc.add] {"result": 5.0}' in reply["text"]
+        assert reply["meta"]["observations"] == 1

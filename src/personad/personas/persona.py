@@ -185,6 +185,7 @@ class PersonaDaemon:
         self.tools = tools_from_commands(listing["commands"])
         # Its MCP servers (capability 'mcp'): their tools are its own commands mcp.<server>.<tool>, not bus
         # commands; a server that fails is left out (get_status says why) and the persona starts anyway.
+        await self.mcp.close()  # a previous start's connections, should a later step of it have failed
         self.mcp = McpTools(self.config)
         await self.mcp.start()
         self.tools += self.mcp.tool_specs()
