@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FORM = b"""<!doctype html><html><head><title>form</title></head><body>
 <h1>Order</h1>
-<form id="f">
+<form id="f" novalidate>
   <label for="first">First name</label> <input id="first">
   <label>Email <input id="email" type="email"></label>
   <label for="color">Color</label>
