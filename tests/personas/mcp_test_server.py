@@ -1,4 +1,5 @@
-"""A small MCP server for the persona MCP tests: ``python -m tests.personas.mcp_test_server`` (stdio).
+"""A small MCP server for the persona MCP tests: ``python -m tests.personas.mcp_test_server`` (stdio), or
+``… --http PORT`` (streamable HTTP on 127.0.0.1:PORT/mcp).
 
 Tools: ``add(a, b)`` → a number, ``echo(text)``, ``hang()`` (never returns), ``fail()`` (raises).
 """
@@ -6,6 +7,7 @@ Tools: ``add(a, b)`` → a number, ``echo(text)``, ``hang()`` (never returns), `
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from mcp.server.mcpserver import MCPServer
 
@@ -38,4 +40,7 @@ def fail() -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    if sys.argv[1:2] == ["--http"]:
+        asyncio.run(server.run_streamable_http_async(port=int(sys.argv[2])))
+    else:
+        server.run()

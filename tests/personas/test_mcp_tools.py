@@ -358,3 +358,36 @@ def test_a_persona_process_uses_its_mcp_server_through_the_bus(persona_daemon: R
         assert reply["sender"]["session_id"] == "calc-bot"
         assert '[RESULT:mcp.calc.add] {"result": 5.0}' in reply["text"]
         assert reply["meta"]["observations"] == 1
+
+
+async def test_a_streamable_http_server(persona_daemon: RunningDaemon) -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.personas.mcp_test_server", "--http", str(port)], cwd=REPO
+    )
+    try:
+        for _ in range(200):  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/mcp"
+        remote = {"name": "remote", "url": url, "headers": {"Authorization": "Bearer abc-123-secret"}}
+        persona = await started(persona_daemon, "webby", capabilities=["chat", "mcp"], mcp_servers=[remote])
+        try:
+            (status,) = persona.get_status()["mcp_servers"]
+            assert status["transport"] == "http" and status["state"] == "connected"
+            reply = await ask(persona, 'run:mcp.remote.add {"a": 20, "b": 22}')
+            assert reply["observations"][0]["outcome"] == {"result": 42.0}
+        finally:
+            await persona.stop()
+        assert persona.get_status()["mcp_servers"][0]["state"] == "closed"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
