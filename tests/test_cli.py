@@ -67,7 +67,9 @@ def test_serve_writes_private_state_and_prints_url(served: tuple[subprocess.Pope
     assert (home / "token").read_text().strip() == state["token"]
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    assert f"{state['url']}/?token={state['token']}" in line
+    # Not a terminal (a pipe, as a log would be): the URL without the token, and where the token is.
+    assert f"listening on {state['url']}/ (token in {home.resolve() / 'token'})" in line
+    assert state["token"] not in line
 
 
 def test_exec_prints_results_and_fails_with_exit_codes(served: tuple[subprocess.Popen[str], Path]) -> None:

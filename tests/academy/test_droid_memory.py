@@ -48,6 +48,12 @@ def test_learned_state_round_trips_and_never_takes_exam_attacks() -> None:
     assert TestingDroid(PROTOCOL, seed=3).restore({"version": 99}) == 0
 
 
+def with_droid(home: Path, engine: Any) -> Academy:
+    return Academy(
+        home, "student", SMALL, engine=engine, droid_id="testing-droid-1", train=train_on_copy(engine)
+    )
+
+
 def test_a_droid_persona_paraphrases_and_remembers_between_runs(tiny_engine: Any, tmp_path: Path) -> None:
     home = tmp_path / "home"
     store = PersonaStore(home)
@@ -58,14 +64,7 @@ def test_a_droid_persona_paraphrases_and_remembers_between_runs(tiny_engine: Any
             "academy": {"role": "testing_droid", "adversarial_partner": "protocol-sheriff-1"},
         }
     )
-    first = Academy(
-        home,
-        "student",
-        SMALL,
-        engine=tiny_engine,
-        droid_id="testing-droid-1",
-        train=train_on_copy(tiny_engine),
-    )
+    first = with_droid(home, tiny_engine)
     assert (
         first.droid._paraphrase is not None
     )  # without --paraphrase: a droid persona's model always takes part
@@ -74,14 +73,7 @@ def test_a_droid_persona_paraphrases_and_remembers_between_runs(tiny_engine: Any
     with Brain.open(store.brain_path("testing-droid-1")) as brain:
         saved = recall_droid_state(brain)
     assert saved == first.droid.learned_state()
-    second = Academy(
-        home,
-        "student",
-        SMALL,
-        engine=tiny_engine,
-        droid_id="testing-droid-1",
-        train=train_on_copy(tiny_engine),
-    )
+    second = with_droid(home, tiny_engine)
     assert second.droid_restored == len(saved["cells"])
     assert second.droid.stats()["cells"] == first.droid.stats()["cells"]
     # Without a droid persona nothing is paraphrased unless asked, and nothing is remembered.

@@ -133,7 +133,11 @@ class PersonaDaemon:
     async def _create_on_daemon(self, url: str, token: str) -> None:
         """Save a config that is not in the daemon's store yet, through ``persona_create`` (so it is
         checked as any other: provider, adapters, paths)."""
-        data = self.config.model_dump(by_alias=True, exclude={"created_at"})
+        # Only what the caller set: a default the daemon's version may not know is the daemon's to fill.
+        data = {
+            **self.config.model_dump(by_alias=True, exclude_unset=True, exclude={"created_at"}),
+            "id": self.config.id,
+        }
         admin = BusClient(url, token, kind="api", name=f"persona-api-{self.config.id}")
         try:
             await admin.connect()
