@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -60,22 +60,26 @@ SECOND = b"""<!doctype html><title>second</title><h1>Second</h1><a href="/form">
 PAGES = {"/form": FORM, "/second": SECOND, "/api/data": b'{"ok": true}'}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = PAGES.get(self.path.split("?")[0])
-        self.send_response(200 if body else 404)
-        kind = "application/json" if self.path.startswith("/api/") else "text/html; charset=utf-8"
-        self.send_header("Content-Type", kind)
-        self.end_headers()
-        self.wfile.write(body or b"not found")
+def _handler(pages: Mapping[str, bytes]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path.split("?")[0])
+            self.send_response(200 if body else 404)
+            kind = "application/json" if self.path.startswith("/api/") else "text/html; charset=utf-8"
+            self.send_header("Content-Type", kind)
+            self.end_headers()
+            self.wfile.write(body or b"not found")
 
-    def log_message(self, *args: object) -> None:
-        pass
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
 
 
 @contextmanager
-def serve() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+def serve(pages: Mapping[str, bytes] = PAGES) -> Iterator[str]:
+    """A local site serving ``pages`` (path -> body) on 127.0.0.1; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(pages))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
