@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,14 +77,16 @@ async def test_stdio_bridge_tools_chat_brain_browser_and_jobs(bridge_daemon: Run
         found = await call(session, "recall", {"persona": "scout", "query": "bees", "mode": "fts"})
         assert [m["content"] for m in found["memories"]] == ["Keeps bees in Lisbon"]
 
+        # The form flow as an agent does it: snapshot, fill two fields by ref, click submit, read the result.
         await call(session, "browser_navigate", {"url": FORM_PAGE})
-        script = (
-            "document.getElementById('first').value='Grace';"
-            "document.getElementById('last').value='Hopper';"
-            "document.getElementById('go').click();"
-            "document.getElementById('out').textContent"
-        )
-        assert (await call(session, "browser_js", {"script": script}))["value"] == "Grace Hopper"
+        snap = (await call(session, "browser_snapshot"))["snapshot"]
+        boxes = re.findall(r"textbox[^\n]*\[ref=(e\d+)\]", snap)
+        button = re.search(r'button "Send"[^\n]*\[ref=(e\d+)\]', snap)
+        assert len(boxes) == 2 and button is not None, snap
+        fields = [{"ref": boxes[0], "value": "Grace"}, {"ref": boxes[1], "value": "Hopper"}]
+        assert len((await call(session, "browser_fill_form", {"fields": fields}))["filled"]) == 2
+        clicked = await call(session, "browser_click", {"ref": button.group(1)})
+        assert "Grace Hopper" in clicked["snapshot"]
         shot = await session.call_tool("screenshot", {})
         assert isinstance(shot, types.CallToolResult)
         images = [c for c in shot.content if isinstance(c, types.ImageContent)]
