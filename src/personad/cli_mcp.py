@@ -90,13 +90,13 @@ async def bridge(
     url: str, token: str, *, capabilities: str | None = None, session: str | None = None
 ) -> None:
     """Serve MCP on stdin/stdout, forwarding tools to the daemon's ``/mcp`` until stdin closes."""
+    import httpx2
     import mcp_types as types
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
     from mcp.server.context import ServerRequestContext
     from mcp.server.lowlevel import Server
     from mcp.server.stdio import stdio_server
-    from mcp.shared._httpx_utils import create_mcp_http_client
 
     from personad import __version__
     from personad.server.mcp import CAPABILITIES_HEADER, MCP_PATH, SESSION_HEADER, tool_error
@@ -107,7 +107,8 @@ async def bridge(
     if session is not None:
         headers[SESSION_HEADER] = session
     async with (
-        create_mcp_http_client(headers=headers) as http,
+        # The SDK's own defaults: 30 s to connect and write, 300 s to read (a call may stream for long).
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0)) as http,
         streamable_http_client(f"{url.rstrip('/')}{MCP_PATH}", http_client=http) as (read, write),
         ClientSession(read, write) as upstream,
     ):

@@ -94,7 +94,7 @@ class Fuzz:
         swapped for one that does not exist, the training data for a file that does not exist, and
         ``start`` is dropped. Everything else (invalid params) goes as generated.
         """
-        if not isinstance(params, dict) or command not in HEAVY:
+        if not isinstance(params, dict) or (command not in HEAVY and not _waits(command)):
             return params
         try:
             parsed = self.rd.daemon.registry.get(command).params.model_validate(params)
@@ -116,7 +116,22 @@ class Fuzz:
             params["start"] = False
         elif command == "mesh_acquire":
             params["wait_s"] = 0  # nobody announces what the fuzzer names: answer now, not after minutes
+        elif _waits(command):
+            # A fuzzed ref or selector matches nothing: the action waits out its timeout (5-15 s by default,
+            # 60 s at most) before its element_not_found. A short one checks the same answer.
+            if isinstance(getattr(parsed, "timeout_ms", None), int):
+                params["timeout_ms"] = min(parsed.timeout_ms, BROWSER_TIMEOUT_MS)
+            if isinstance(getattr(parsed, "time", None), int | float):
+                params["time"] = min(parsed.time, 0.2)
         return params
+
+
+BROWSER_TIMEOUT_MS = 500
+
+
+def _waits(command: str) -> bool:
+    """Commands that wait on the page (an element, a text, a navigation) up to their timeout_ms."""
+    return command.startswith("browser_") or command == "screenshot"
 
 
 HEAVY = ("lora_train", "academy_train", "persona_evolve", "persona_start", "persona_create", "mesh_acquire")

@@ -157,11 +157,12 @@ class McpTools:
 
             params = StdioServerParameters(command=config.command, args=config.args, env=config.env or None)
             return stdio_client(params)
+        import httpx2
         from mcp.client.streamable_http import streamable_http_client
-        from mcp.shared._httpx_utils import create_mcp_http_client
 
         assert config.url is not None
-        http = create_mcp_http_client(headers=config.headers or None)
+        # The SDK's own defaults: 30 s to connect and write, 300 s to read (a server may hold a stream open).
+        http = httpx2.AsyncClient(headers=config.headers or None, timeout=httpx2.Timeout(30.0, read=300.0))
         return _closing_http(streamable_http_client(config.url, http_client=http), http)
 
     async def _list_tools(self, server: _Server, session: Any) -> dict[str, Any]:
