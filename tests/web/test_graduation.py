@@ -87,7 +87,9 @@ def _expect_celebration(app: App, persona: str) -> None:
     view = app.page.locator("#graduation-view")
     expect(view).to_be_visible()
     expect(view).to_have_attribute("data-persona", persona)
-    expect(view).to_have_attribute("data-state", "ready")
+    # Filling it reads the persona, its Academy status and its brain: the first brain the daemon opens
+    # can take seconds on a loaded machine.
+    expect(view).to_have_attribute("data-state", "ready", timeout=30_000)
     expect(app.page.locator("#graduation-view-title")).to_have_text("🎓 Ada Quantum graduated!")
     expect(view.locator('[data-field="name"] dd')).to_have_text(f"Ada Quantum (@{persona})")
     expect(view.locator('[data-field="achievement"] dd')).to_have_text("academy:quantum")
