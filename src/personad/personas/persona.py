@@ -94,7 +94,6 @@ class PersonaDaemon:
             config = config.model_copy(update={"academy": AcademySettings.parse(academy)})
         self.config = config
         self.home = home if home is not None else default_home()
-        self._unsaved = not PersonaStore(self.home).exists(config.id)
         self._url = url
         self._token = token
         self._provider = provider
@@ -149,7 +148,7 @@ class PersonaDaemon:
     def _endpoint(self) -> tuple[str, str]:
         url = self._url or os.environ.get(URL_ENV)
         token = self._token or os.environ.get(TOKEN_ENV)
-        if (url is None or token is None) and self.home is not None:
+        if url is None or token is None:
             state = read_state(self.home)
             if state is not None:
                 url, token = url or state["url"], token or state["token"]
@@ -318,8 +317,6 @@ class PersonaDaemon:
         """
         from personad.academy.graduation import graduate
 
-        if self.home is None:
-            raise UnavailableError("graduation needs the persona's home", code="brain_unavailable")
         achievement = data.get("achievement")
         if not isinstance(achievement, str) or not achievement:
             raise BadRequestError("on_graduation needs data.achievement (a name)", code="invalid_params")
@@ -536,8 +533,7 @@ class PersonaDaemon:
 
     def reload_config(self) -> None:
         """Re-read the persona's config file (the daemon changed it: e.g. a new adapter stack)."""
-        if self.home is not None:
-            self.config = PersonaStore(self.home).load(self.config.id)
+        self.config = PersonaStore(self.home).load(self.config.id)
 
     # -- the event pipe ------------------------------------------------------------------------------
 
@@ -731,7 +727,7 @@ class PersonaDaemon:
     def _count_skill_uses(self) -> None:
         """Each answer given with adapters counts one use of the skills they are (``skills.usage_count``);
         the mesh's demand for a skill is these counts."""
-        if not self.config.lora_adapters or self.memory is None or self.home is None:
+        if not self.config.lora_adapters or self.memory is None:
             return
         from personad.lora.registry import AdapterRegistry
 
