@@ -381,8 +381,8 @@ def test_the_page_needs_the_token(app: App, shared_daemon: RunningDaemon) -> Non
     with httpx.Client(base_url=shared_daemon.url) as client:
         assert client.get("/").status_code == 401
         page = client.get("/", params={"token": shared_daemon.token})
-        assert page.status_code == 200 and "/static/app.js" in page.text
-        for path, kind in (("/static/app.js", "javascript"), ("/static/style.css", "css")):
+        assert page.status_code == 200 and "/static/js/main.js" in page.text
+        for path, kind in (("/static/js/main.js", "javascript"), ("/static/style.css", "css")):
             static = client.get(path)  # static assets need no token
             assert static.status_code == 200 and kind in static.headers["content-type"]
     # The browser logs the two 401 responses as console errors; uncaught JS errors there would fail above.
