@@ -14,6 +14,11 @@ import { $ } from "./util.js";
 import "./views.js"; // first: the route decides which view the modules below open in
 import "./academy.js"; // event handlers only
 import "./graduation.js";
+import "./personas-view.js";
+import "./adapters-view.js";
+import "./brain-view.js";
+import "./academy-view.js";
+import "./jobs-view.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Start-up

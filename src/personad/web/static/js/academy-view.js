@@ -1,0 +1,5 @@
+// The academy view (#/academy).
+
+import { registerView } from "./views.js";
+
+registerView("academy");

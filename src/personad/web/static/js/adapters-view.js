@@ -1,0 +1,5 @@
+// The adapters view (#/adapters).
+
+import { registerView } from "./views.js";
+
+registerView("adapters");

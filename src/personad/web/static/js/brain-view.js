@@ -1,0 +1,5 @@
+// The brain view (#/brain).
+
+import { registerView } from "./views.js";
+
+registerView("brain");

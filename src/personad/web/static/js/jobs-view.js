@@ -1,0 +1,5 @@
+// The jobs view (#/jobs).
+
+import { registerView } from "./views.js";
+
+registerView("jobs");

@@ -1,0 +1,5 @@
+// The personas view (#/personas).
+
+import { registerView } from "./views.js";
+
+registerView("personas");
