@@ -11,7 +11,7 @@ import { createRoom, refreshRooms } from "./rooms.js";
 import { onNameChange, startNewSession } from "./session.js";
 import { bus, token, updateControls } from "./state.js";
 import { $ } from "./util.js";
-import "./views.js"; // first: the route decides which view the modules below open in
+import "./views.js"; // the router: reads the hash on load, then on every hashchange
 import "./academy.js"; // event handlers only
 import "./graduation.js";
 import "./personas-view.js";
