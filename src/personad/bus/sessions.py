@@ -15,14 +15,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, get_args
 
 from personad.errors import BadRequestError, ConflictError, NotFoundError, PersonadError
 
 log = logging.getLogger(__name__)
 
-SessionKind = Literal["browser", "console", "api", "persona"]
-SESSION_KINDS: tuple[str, ...] = ("browser", "console", "api", "persona", "mcp")
+SessionKind = Literal["browser", "console", "api", "persona", "mcp"]
+SESSION_KINDS: tuple[str, ...] = get_args(SessionKind)  # one list: the type and the runtime check agree
 ALL_CAPABILITIES = "*"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
