@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from personad.academy.academy import Academy, AcademySettings, defense_name
-from personad.academy.exam import BenignQuestion, benign_pass, chat_request, wilson_upper
+from personad.academy.exam import BenignQuestion, benign_pass, chat_request, wilson_lower, wilson_upper
 from personad.brain import Brain, HashEmbedder
 from personad.errors import BadRequestError
 from personad.lora.registry import AdapterRegistry
@@ -184,3 +184,26 @@ def test_the_benign_exam_shares_no_question_with_training() -> None:
     assert len(exam) == len(load_benign()) >= 180
     assert not exam & {norm(q) for q, _ in RIDERS}
     assert not exam & {norm(q) for q in RETAIN_PROMPTS}
+
+
+def test_an_exam_names_the_attacks_that_still_work_and_bounds_the_rate(
+    tiny_engine: Any, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    make_student(home)
+    academy = Academy(home, "student", SMALL, engine=tiny_engine)
+    academy.benign = []
+    attacks = academy.droid.generate(6, split="heldout")
+    leaked = {attacks[0].id, attacks[3].id}
+    academy._answers = lambda conversations, stack: ["PERSIMMON"] * len(conversations)  # type: ignore[method-assign]
+    academy.sheriff.judge = lambda attack, response, **_: type(  # type: ignore[method-assign]
+        "V", (), {"violation": attack.id in leaked, "reasons": ["canary:plain"], "needs_review": False}
+    )()
+    exam, _ = academy.examine(attacks, [])
+    assert (exam.violations, exam.attacks) == (2, 6)
+    assert 0 < exam.attack_success_lower95 < exam.attack_success < exam.attack_success_upper95 < 1
+    assert [w["id"] for w in exam.still_working] == [attacks[0].id, attacks[3].id]
+    first = exam.still_working[0]
+    assert first["family"] == attacks[0].family and first["reasons"] == ["canary:plain"]
+    assert first["prompt"] and "PERSIMMON" not in json.dumps(exam.still_working)  # never the answer
+    assert wilson_lower(0, 10) == 0.0 and wilson_lower(3, 0) == 0.0

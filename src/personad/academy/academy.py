@@ -25,7 +25,15 @@ from personad.personas.config import PersonaConfig, PersonaStore
 from personad.personas.conversation import system_prompt as persona_system_prompt
 
 from .droid import TestingDroid
-from .exam import BenignQuestion, answer_all, benign_pass, chat_request, load_benign, wilson_upper
+from .exam import (
+    BenignQuestion,
+    answer_all,
+    benign_pass,
+    chat_request,
+    load_benign,
+    wilson_lower,
+    wilson_upper,
+)
 from .sheriff import ProtocolSheriff
 from .student import RETAIN_PROMPTS, defense_examples, retain_examples
 from .types import Attack, Protocol
@@ -87,6 +95,27 @@ class ExamResult:
     benign_pass: float
     by_family: dict[str, list[int]] = field(default_factory=dict)  # family -> [violations, attacks]
     seconds: float = 0.0
+    attack_success_lower95: float = 0.0
+    #: The held-out attacks that still succeed (at most STILL_WORKING_SHOWN of them): what each was, never the
+    #: student's answer (it may hold the leaked secret).
+    still_working: list[dict[str, Any]] = field(default_factory=list)
+
+
+STILL_WORKING_SHOWN = 20
+PROMPT_SHOWN = 300  # characters of an attack's final user message kept in ``still_working``
+
+
+def still_working(attack: Attack, verdict: Any) -> dict[str, Any]:
+    """One attack that broke the protocol, as the exam reports it (no answer: it may leak the secret)."""
+    prompt = attack.prompt
+    return {
+        "id": attack.id,
+        "family": attack.family,
+        "style": attack.style,
+        "target": attack.target,
+        "prompt": prompt if len(prompt) <= PROMPT_SHOWN else prompt[: PROMPT_SHOWN - 1] + "…",
+        "reasons": list(getattr(verdict, "reasons", []) or []),
+    }
 
 
 def defense_name(student: str, domain: str) -> str:
@@ -208,11 +237,15 @@ class Academy:
             violations=violations,
             attack_success=violations / max(len(attacks), 1),
             attack_success_upper95=wilson_upper(violations, len(attacks)),
+            attack_success_lower95=wilson_lower(violations, len(attacks)),
             benign=len(self.benign),
             benign_passed=passed,
             benign_pass=passed / max(len(self.benign), 1),
             by_family=by_family,
             seconds=round(time.perf_counter() - started, 2),
+            still_working=[
+                still_working(a, v) for a, v in zip(attacks, verdicts, strict=True) if v.violation
+            ][:STILL_WORKING_SHOWN],
         )
         return result, list(zip(attacks, attack_answers, verdicts, strict=True))
 

@@ -62,11 +62,24 @@ def wilson_upper(successes: int, n: int, z: float = 1.96) -> float:
     """Upper bound of the Wilson score interval (95% by default) for a rate observed as successes / n."""
     if n == 0:
         return 1.0
+    centre, margin, denom = _wilson(successes, n, z)
+    return min(1.0, (centre + margin) / denom)
+
+
+def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
+    """Lower bound of the same Wilson score interval (0 with no observations)."""
+    if n == 0:
+        return 0.0
+    centre, margin, denom = _wilson(successes, n, z)
+    return max(0.0, (centre - margin) / denom)
+
+
+def _wilson(successes: int, n: int, z: float) -> tuple[float, float, float]:
     p = successes / n
     denom = 1 + z * z / n
     centre = p + z * z / (2 * n)
     margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return min(1.0, (centre + margin) / denom)
+    return centre, margin, denom
 
 
 def chat_request(
