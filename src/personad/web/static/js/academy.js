@@ -3,6 +3,9 @@
 import { bus } from "./state.js";
 import { $, el, percent } from "./util.js";
 
+// The Academy view (#/academy) has the whole run: chart, exams, the form to start one.
+$("academy-heading").after(el("a", { href: "#/academy", class: "academy-open", title: "Open the Academy view" }, "open view"));
+
 export function academyRow(student, round, exam) {
   return el(
     "tr",
