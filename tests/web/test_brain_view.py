@@ -263,7 +263,7 @@ def test_browse_pages_and_remember_then_find(browser: Browser, shared_daemon: Ru
 
     # Remember a new memory through the form (keyboard: labelled fields), then find it by search.
     form = page.get_by_role("form", name="Remember something")
-    form.get_by_label("Type").fill("preference")
+    form.get_by_label("Memory type").fill("preference")
     form.get_by_label("Content").fill("Ada likes to drink chamomile before sleeping")
     form.get_by_label("Importance").fill("0.9")
     form.get_by_label("Key").fill("ada.evening_drink")
@@ -278,7 +278,7 @@ def test_browse_pages_and_remember_then_find(browser: Browser, shared_daemon: Ru
     expect(results.first).to_contain_text("Ada likes to drink chamomile before sleeping", timeout=LOAD_MS)
     expect(results.first).to_contain_text(f"user:{page.locator('#display-name').input_value()}")
     # A second evening drink under the same key supersedes the first one.
-    form.get_by_label("Type").fill("preference")
+    form.get_by_label("Memory type").fill("preference")
     form.get_by_label("Content").fill("Ada now drinks warm milk before sleeping")
     form.get_by_label("Key").fill("ada.evening_drink")
     page.click("#brain-new-submit")
@@ -288,7 +288,7 @@ def test_browse_pages_and_remember_then_find(browser: Browser, shared_daemon: Ru
     expect(versions.first).to_have_attribute("data-state", "current")
     expect(versions.first).to_contain_text("warm milk")
     # An invalid type is refused on the page, with a message.
-    form.get_by_label("Type").fill("Not A Type")
+    form.get_by_label("Memory type").fill("Not A Type")
     form.get_by_label("Content").fill("anything")
     page.click("#brain-new-submit")
     expect(page.locator("#brain-new-error")).to_contain_text("Type")

@@ -280,7 +280,7 @@ function rememberForm(context) {
       el(
         "div",
         { class: "brain-field" },
-        el("label", { for: "brain-new-type" }, "Type"),
+        el("label", { for: "brain-new-type" }, "Memory type"),
         type,
         el("small", { id: "brain-new-type-help", class: "help" }, "lowercase, e.g. note, fact"),
       ),
