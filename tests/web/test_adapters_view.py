@@ -166,6 +166,13 @@ def test_the_tree_nests_by_dotted_name_and_shows_details(
     expect(facts.locator('[data-field="children"] dd button')).to_have_text([names[2]])
     expect(page.locator("#adapter-no-academy")).to_have_text("no Academy metrics")
 
+    # Another view and back: the selection stays.
+    page.click('#view-tabs a[data-view="chat"]')
+    expect(page.locator("#adapters-view")).to_be_hidden()
+    page.go_back()
+    expect(details).to_have_attribute("data-name", names[1])
+    expect(_row(app, names[1])).to_have_attribute("aria-current", "true")
+
     # The route opens an adapter directly (a reload on #/adapters/<name>).
     page.reload()
     app.wait_connected()
@@ -380,7 +387,9 @@ def test_train_from_an_uploaded_file_with_a_live_loss_chart(
     expect(result.locator('[data-field="steps"] dd')).to_have_text("4")
     expect(result.locator('[data-field="name"] dd')).to_have_text(top)
     expect(page.locator("#adapter-train-cancel")).to_be_hidden()
-    save_shot(page, "adapters-training", full_page=True)
+    # The progress bar, the loss chart and the new adapter's summary, beside its details.
+    page.eval_on_selector("#adapter-train-chart", "node => node.scrollIntoView({block: 'center'})")
+    save_shot(page, "adapters-training")
 
     # The file went to the session's artifacts; the tree and the details show the new adapter.
     artifacts = shared_daemon.daemon.sessions.get(app.session_id).artifacts_dir
@@ -388,4 +397,27 @@ def test_train_from_an_uploaded_file_with_a_live_loss_chart(
     expect(_node(app, top)).to_have_count(1)
     page.wait_for_function(f"location.hash === '#/adapters/{top}'")
     expect(page.locator('#adapter-training [data-field="steps"] dd')).to_have_text("4")
+    assert app.errors == []
+
+
+@pytest.mark.slow
+def test_cancel_a_training_from_the_page(app: App, one_thread: None) -> None:
+    page = app.page
+    _open(app)
+    jsonl = "".join(json.dumps({"messages": chat}) + "\n" for chat in TWO).encode()
+    page.set_input_files(
+        "#adapter-train-file", files=[{"name": "two.jsonl", "mimeType": "application/jsonl", "buffer": jsonl}]
+    )
+    name = _unique("cancelled")
+    page.fill("#adapter-train-name", name)
+    page.fill("#adapter-train-steps", "5000")
+    page.click("#adapter-train-start")
+    chart = page.locator("#adapter-train-chart")
+    expect(chart).not_to_have_attribute("data-points", "0", timeout=300_000)
+    page.click("#adapter-train-cancel")
+    expect(page.locator("#adapter-train")).to_have_attribute("data-state", "cancelled")
+    expect(page.locator("#adapter-train-status")).to_have_text(f"Training {name} was cancelled.")
+    expect(page.locator("#adapter-train-cancel")).to_be_hidden()
+    expect(page.locator("#adapter-train-start")).to_be_enabled()
+    expect(_node(app, name)).to_have_count(0)
     assert app.errors == []

@@ -36,7 +36,12 @@ export class StackPanel {
       onclick: () => void this.unload(null),
     });
     this.pickedList = el("ol", { id: "adapter-stack-picked", class: "stack-list", "aria-label": "New stack" });
-    this.apply = el("button", { type: "button", id: "adapter-stack-apply", text: "Apply stack", onclick: () => void this.applyStack() });
+    this.apply = el("button", {
+      type: "button",
+      id: "adapter-stack-apply",
+      text: "Apply stack",
+      onclick: () => void this.applyStack(),
+    });
     this.copy = el("button", {
       type: "button",
       id: "adapter-stack-copy",
@@ -112,7 +117,11 @@ export class StackPanel {
     const ids = personas.map((p) => p.id);
     if (!this.persona || !ids.includes(this.persona)) this.persona = ids[0] ?? null;
     const options = personas.map((p) =>
-      el("option", { value: p.id, selected: p.id === this.persona }, p.name && p.name !== p.id ? `${p.name} (@${p.id})` : p.id),
+      el(
+        "option",
+        { value: p.id, selected: p.id === this.persona },
+        p.name && p.name !== p.id ? `${p.name} (@${p.id})` : p.id,
+      ),
     );
     if (options.length === 0) options.push(el("option", { value: "", text: "no personas" }));
     this.select.replaceChildren(...options);
@@ -152,7 +161,13 @@ export class StackPanel {
           el(
             "li",
             { dataset: { name } },
-            el("button", { type: "button", class: "link stack-name", title: `Show ${name}`, text: name, onclick: () => this.onSelect(name) }),
+            el("button", {
+              type: "button",
+              class: "link stack-name",
+              title: `Show ${name}`,
+              text: name,
+              onclick: () => this.onSelect(name),
+            }),
             scales[name] !== undefined ? el("span", { class: "stack-scale", text: `×${scales[name]}` }) : null,
             el("button", {
               type: "button",
@@ -172,7 +187,9 @@ export class StackPanel {
   add(name) {
     if (!this.picked.some((p) => p.name === name)) this.picked.push({ name, scale: 1 });
     this.renderPicked();
-    this.pickedList.querySelector(`li[data-name="${CSS.escape(name)}"] .stack-scale-input`)?.scrollIntoView({ block: "nearest" });
+    this.pickedList
+      .querySelector(`li[data-name="${CSS.escape(name)}"] .stack-scale-input`)
+      ?.scrollIntoView({ block: "nearest" });
   }
 
   move(index, by) {

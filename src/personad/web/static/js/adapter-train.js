@@ -8,6 +8,7 @@ import { defList, num, shortHash, showBusError } from "./adapter-util.js";
 import { bus } from "./state.js";
 import { el } from "./util.js";
 
+const STEP_INCREMENTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000];
 const NAME = /^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$/;
 
 /** Check a chat JSONL text: each non-blank line a JSON object with a messages array. Returns the count. */
@@ -31,7 +32,13 @@ export function countExamples(text) {
 }
 
 function field(id, label, input, help) {
-  return el("div", { class: "train-field" }, el("label", { for: id, text: label }), input, help ? el("small", { class: "help", text: help }) : null);
+  return el(
+    "div",
+    { class: "train-field" },
+    el("label", { for: id, text: label }),
+    input,
+    help ? el("small", { class: "help", text: help }) : null,
+  );
 }
 
 export class TrainPanel {
@@ -51,27 +58,80 @@ export class TrainPanel {
 
   build() {
     const input = (id, attrs) => el("input", { id, name: id.replace("adapter-train-", ""), ...attrs });
-    this.file = input("adapter-train-file", { type: "file", accept: ".jsonl,.json,.txt,application/jsonl,application/json,text/plain", required: true });
-    this.name = input("adapter-train-name", { type: "text", required: true, maxlength: 200, placeholder: "e.g. legal.patent", autocomplete: "off" });
-    this.parents = input("adapter-train-parents", { type: "text", placeholder: "optional, comma separated", autocomplete: "off" });
+    this.file = input("adapter-train-file", {
+      type: "file",
+      accept: ".jsonl,.json,.txt,application/jsonl,application/json,text/plain",
+      required: true,
+    });
+    this.name = input("adapter-train-name", {
+      type: "text",
+      required: true,
+      maxlength: 200,
+      placeholder: "e.g. legal.patent",
+      autocomplete: "off",
+    });
+    this.parents = input("adapter-train-parents", {
+      type: "text",
+      placeholder: "optional, comma separated",
+      autocomplete: "off",
+    });
     this.rank = input("adapter-train-rank", { type: "number", min: 1, max: 256, value: 8, required: true });
-    this.steps_ = input("adapter-train-steps", { type: "number", min: 1, max: 100000, placeholder: "one pass over the data" });
+    this.steps_ = input("adapter-train-steps", {
+      type: "number",
+      min: 1,
+      max: 100000,
+      placeholder: "one pass over the data",
+    });
     this.lr = input("adapter-train-lr", { type: "number", min: 0, max: 1, step: "any", value: 0.001, required: true });
     this.start = el("button", { type: "submit", id: "adapter-train-start", text: "Upload & train" });
-    this.cancel = el("button", { type: "button", id: "adapter-train-cancel", class: "small", text: "Cancel training", hidden: true, onclick: () => void this.cancelJob() });
+    this.cancel = el("button", {
+      type: "button",
+      id: "adapter-train-cancel",
+      class: "small",
+      text: "Cancel training",
+      hidden: true,
+      onclick: () => void this.cancelJob(),
+    });
     this.status = el("p", { id: "adapter-train-status", class: "help", role: "status", "aria-live": "polite" });
-    this.progress = el("progress", { id: "adapter-train-progress", max: 1, value: 0, "aria-label": "Training progress" });
+    this.progress = el("progress", {
+      id: "adapter-train-progress",
+      max: 1,
+      value: 0,
+      "aria-label": "Training progress",
+    });
     this.progressWrap = el("div", { class: "train-progress", hidden: true }, this.progress);
-    this.chartNode = el("div", { id: "adapter-train-chart", class: "chart train-chart", role: "img", "aria-label": "Training loss by step", dataset: { points: "0" }, hidden: true });
+    this.chartNode = el("div", {
+      id: "adapter-train-chart",
+      class: "chart train-chart",
+      role: "img",
+      "aria-label": "Training loss by step",
+      dataset: { points: "0" },
+      hidden: true,
+    });
     this.result = el("div", { id: "adapter-train-result", class: "train-result", hidden: true });
     this.error = el("div", { id: "adapter-train-error", class: "error", role: "alert", hidden: true });
     this.form = el(
       "form",
-      { id: "adapter-train-form", class: "train-form", novalidate: true, autocomplete: "off", onsubmit: (event) => { event.preventDefault(); void this.train(); } },
+      {
+        id: "adapter-train-form",
+        class: "train-form",
+        novalidate: true,
+        autocomplete: "off",
+        onsubmit: (event) => {
+          event.preventDefault();
+          void this.train();
+        },
+      },
       field("adapter-train-file", "Chat JSONL file", this.file, 'one {"messages": [...]} per line'),
       field("adapter-train-name", "Adapter name", this.name, "dotted lowercase: a.b.c builds on a.b"),
       field("adapter-train-parents", "Extra parents", this.parents, "the nearest dotted prefix is implied"),
-      el("div", { class: "train-numbers" }, field("adapter-train-rank", "Rank", this.rank), field("adapter-train-steps", "Max steps", this.steps_), field("adapter-train-lr", "Learning rate", this.lr)),
+      el(
+        "div",
+        { class: "train-numbers" },
+        field("adapter-train-rank", "Rank", this.rank),
+        field("adapter-train-steps", "Max steps", this.steps_),
+        field("adapter-train-lr", "Learning rate", this.lr),
+      ),
       el("div", { class: "train-actions" }, this.start, this.cancel),
     );
     new ResizeObserver(() => this.resize()).observe(this.chartNode);
@@ -108,17 +168,20 @@ export class TrainPanel {
       input.focus();
       showBusError(this.error, { code: "invalid_params", message });
     };
-    for (const input of [this.file, this.name, this.parents, this.rank, this.steps_, this.lr]) input.removeAttribute("aria-invalid");
+    for (const input of [this.file, this.name, this.parents, this.rank, this.steps_, this.lr])
+      input.removeAttribute("aria-invalid");
     if (!file) return invalid(this.file, "choose a chat JSONL file");
     if (!NAME.test(name)) return invalid(this.name, "the name is dotted lowercase segments, such as legal.patent");
     const bad = parents.find((p) => !NAME.test(p));
     if (bad) return invalid(this.parents, `${bad} is not an adapter name`);
     const params = { name, rank: Number(this.rank.value), lr: Number(this.lr.value) };
-    if (!Number.isInteger(params.rank) || params.rank < 1) return invalid(this.rank, "the rank is a whole number from 1 to 256");
+    if (!Number.isInteger(params.rank) || params.rank < 1)
+      return invalid(this.rank, "the rank is a whole number from 1 to 256");
     if (!(params.lr > 0 && params.lr <= 1)) return invalid(this.lr, "the learning rate is above 0 and at most 1");
     if (this.steps_.value) {
       params.max_steps = Number(this.steps_.value);
-      if (!Number.isInteger(params.max_steps) || params.max_steps < 1) return invalid(this.steps_, "max steps is a whole number");
+      if (!Number.isInteger(params.max_steps) || params.max_steps < 1)
+        return invalid(this.steps_, "max steps is a whole number");
     }
     if (parents.length) params.parents = parents;
 
@@ -209,7 +272,12 @@ export class TrainPanel {
           ["final loss", num(training.final_loss), "final_loss"],
           ["seconds", num(training.seconds)],
         ]),
-        el("details", {}, el("summary", { text: "Manifest" }), el("pre", { class: "adapter-json", text: JSON.stringify(manifest, null, 2) })),
+        el(
+          "details",
+          {},
+          el("summary", { text: "Manifest" }),
+          el("pre", { class: "adapter-json", text: JSON.stringify(manifest, null, 2) }),
+        ),
       );
       this.onTrained(manifest);
     } else if (job.state === "cancelled") {
@@ -255,7 +323,11 @@ export class TrainPanel {
     if (this.chartNode.hidden) return;
     const style = getComputedStyle(document.documentElement);
     const color = (name, fallback) => style.getPropertyValue(name).trim() || fallback;
-    const axis = { stroke: color("--muted", "#667085"), grid: { stroke: color("--border", "#d9dde5"), width: 1 }, ticks: { show: false } };
+    const axis = {
+      stroke: color("--muted", "#667085"),
+      grid: { stroke: color("--border", "#d9dde5"), width: 1 },
+      ticks: { show: false },
+    };
     this.chart = new uPlot(
       {
         width: Math.max(200, this.chartNode.clientWidth),
@@ -266,7 +338,10 @@ export class TrainPanel {
           { label: "step" },
           { label: "loss", stroke: color("--accent", "#2f6fde"), width: 2, points: { show: true, size: 6 } },
         ],
-        axes: [{ ...axis, label: "step" }, { ...axis, label: "loss" }],
+        axes: [
+          { ...axis, label: "step", incrs: STEP_INCREMENTS },
+          { ...axis, label: "loss" },
+        ],
       },
       data,
       this.chartNode,

@@ -64,7 +64,9 @@ export class AdapterTree {
   render(adapters) {
     const focused = document.activeElement?.closest?.(".adapter-tree [data-name]");
     const focusedName = focused?.dataset.name;
-    const focusedClass = ["tree-toggle", "tree-select", "tree-pick"].find((c) => document.activeElement?.classList?.contains(c));
+    const focusedClass = ["tree-toggle", "tree-select", "tree-pick"].find((c) =>
+      document.activeElement?.classList?.contains(c),
+    );
     const { roots, nodes } = buildTree(adapters);
     this.nodes = nodes;
     if (roots.length === 0) {
@@ -78,7 +80,9 @@ export class AdapterTree {
     this.container.replaceChildren(list);
     this.mark(this.selected);
     if (focusedName) {
-      const again = this.container.querySelector(`li[data-name="${CSS.escape(focusedName)}"] > .tree-row .${focusedClass}`);
+      const again = this.container.querySelector(
+        `li[data-name="${CSS.escape(focusedName)}"] > .tree-row .${focusedClass}`,
+      );
       again?.focus();
     }
   }
@@ -148,7 +152,11 @@ export class AdapterTree {
     } else {
       row.append(el("span", { class: "tree-namespace", title: "a namespace: no adapter of this name" }, label));
     }
-    const li = el("li", { class: "tree-node", dataset: { name: node.name, kind: adapter ? "adapter" : "namespace" } }, row);
+    const li = el(
+      "li",
+      { class: "tree-node", dataset: { name: node.name, kind: adapter ? "adapter" : "namespace" } },
+      row,
+    );
     if (hasChildren) {
       const group = el("ul", { id: groupId, class: "tree-children", role: "group", hidden: !open });
       for (const child of node.children) group.append(this.item(child, level + 1));
@@ -179,7 +187,8 @@ export class AdapterTree {
   mark(name) {
     this.selected = name;
     for (const row of this.container.querySelectorAll(".tree-row[aria-current]")) row.removeAttribute("aria-current");
-    for (const button of this.container.querySelectorAll(".tree-select[aria-current]")) button.removeAttribute("aria-current");
+    for (const button of this.container.querySelectorAll(".tree-select[aria-current]"))
+      button.removeAttribute("aria-current");
     const li = name ? this.li(name) : null;
     if (!li) return;
     for (let up = li.parentElement?.closest("li.tree-node"); up; up = up.parentElement?.closest("li.tree-node")) {

@@ -1,14 +1,15 @@
 // The adapters view (#/adapters, #/adapters/<name>): the LoRA adapter registry as a tree by dotted name
-// (js/adapter-tree.js), the selected adapter's details (lora_show: manifest, parent chain, children, storage,
-// training summary, Academy metrics) with export (lora_export) and delete, a persona's stack
-// (js/adapter-stack.js) and training from an uploaded JSONL file (js/adapter-train.js).
+// (js/adapter-tree.js), the selected adapter's details with export and delete (js/adapter-details.js), a
+// persona's stack (js/adapter-stack.js) and training from an uploaded JSONL file (js/adapter-train.js). This
+// module lays them out, reads the registry (lora_list) and the selection (lora_show), and refreshes on events.
 
 import { StackPanel } from "./adapter-stack.js";
 import { TrainPanel } from "./adapter-train.js";
 import { AdapterTree } from "./adapter-tree.js";
-import { dateTime, defList, formatBytes, num, showBusError } from "./adapter-util.js";
+import { renderDetails as fillDetails, setDetailHooks } from "./adapter-details.js";
+import { showBusError } from "./adapter-util.js";
 import { bus } from "./state.js";
-import { $, el, percent } from "./util.js";
+import { $, el } from "./util.js";
 import { currentView, openView, registerView } from "./views.js";
 
 const view = {
@@ -18,7 +19,7 @@ const view = {
   selected: null, // the route's adapter name
   listSeq: 0,
   showSeq: 0,
-  deleteArmed: null,
+  visible: false, // the view is shown
 };
 
 let tree;
@@ -48,8 +49,8 @@ function build() {
   stack = new StackPanel({ onSelect: (name) => openView("adapters", name) });
   trainer = new TrainPanel({
     onTrained: (manifest) => {
+      if (currentView() === "adapters") openView("adapters", manifest.name);
       void refreshList();
-      openView("adapters", manifest.name);
     },
   });
   // Wide: the registry, the stack and training on the left, the details on the right; narrow: one column,
@@ -64,7 +65,12 @@ function build() {
         el(
           "section",
           { class: "card adapters-registry", id: "adapters-registry", "aria-labelledby": "adapters-registry-title" },
-          el("div", { class: "card-head" }, el("h3", { id: "adapters-registry-title", text: "Registry" }), parts.refresh),
+          el(
+            "div",
+            { class: "card-head" },
+            el("h3", { id: "adapters-registry-title", text: "Registry" }),
+            parts.refresh,
+          ),
           parts.count,
           parts.treeBox,
           parts.listError,
@@ -77,14 +83,31 @@ function build() {
         { class: "adapters-column" },
         el(
           "section",
-          { class: "card adapters-detail-card", id: "adapters-details-card", "aria-labelledby": "adapter-details-title" },
+          {
+            class: "card adapters-detail-card",
+            id: "adapters-details-card",
+            "aria-labelledby": "adapter-details-title",
+          },
           el("h3", { id: "adapter-details-title", text: "Details" }),
           parts.details,
         ),
       ),
     ),
   );
+  setDetailHooks({
+    onSelect: (name) => openView("adapters", name),
+    onAdd: (name) => stack.add(name),
+    onChanged: () => void refreshList(),
+    onDeleted: () => {
+      openView("adapters");
+      void refreshList();
+    },
+  });
   renderDetails(null);
+}
+
+function renderDetails(shown) {
+  fillDetails(parts.details, shown);
 }
 
 async function refreshList() {
@@ -109,7 +132,6 @@ async function refreshList() {
 
 async function select(name) {
   view.selected = name;
-  view.deleteArmed = null;
   tree.mark(name);
   const seq = ++view.showSeq;
   if (!name) return renderDetails(null);
@@ -128,242 +150,27 @@ async function select(name) {
   }
 }
 
-function link(name) {
-  return el("button", { type: "button", class: "link", text: name, title: `Show ${name}`, onclick: () => openView("adapters", name) });
-}
-
-function chainOf(names) {
-  if (!names?.length) return "none";
-  const span = el("span", { class: "adapter-chain" });
-  names.forEach((n, i) => span.append(...(i ? [" → "] : []), link(n)));
-  return span;
-}
-
-/** A fraction as a percentage with 2 significant digits: 0.0000086 → "0.00086%". */
-function share(fraction) {
-  return typeof fraction === "number" ? `${Number((100 * fraction).toPrecision(2))}%` : "–";
-}
-
-function storageRows(storage = {}) {
-  const ratio = storage.base_over_adapter;
-  return defList(
-    [
-      ["adapter", formatBytes(storage.adapter_bytes), "adapter_bytes"],
-      ["with its chain", storage.chain_bytes !== undefined ? formatBytes(storage.chain_bytes) : undefined, "chain_bytes"],
-      ["base model", storage.base_model_bytes ? formatBytes(storage.base_model_bytes) : "not installed", "base_model_bytes"],
-      ["ratio", ratio ? `${share(storage.adapter_over_base)} of the base (${ratio.toLocaleString()}× smaller)` : "–", "ratio"],
-      ["chain ratio", storage.chain_over_base !== undefined ? `${share(storage.chain_over_base)} of the base` : undefined, "chain_ratio"],
-    ],
-    { id: "adapter-storage" },
-  );
-}
-
-const TRAINING_KEYS = [
-  ["steps", "steps"],
-  ["epochs", "epochs"],
-  ["examples", "examples"],
-  ["first_loss", "first loss"],
-  ["final_loss", "final loss"],
-  ["lr", "learning rate"],
-  ["max_steps", "max steps"],
-  ["tokens", "tokens"],
-  ["data_file", "data file"],
-  ["seconds", "seconds"],
-  ["device", "device"],
-];
-
-function trainingRows(training = {}) {
-  if (!Object.keys(training).length) return el("p", { class: "placeholder", text: "no training summary (registered from files)" });
-  const known = new Set(TRAINING_KEYS.map(([k]) => k));
-  const rows = TRAINING_KEYS.filter(([k]) => k in training).map(([k, label]) => [label, num(training[k]), k]);
-  for (const [k, v] of Object.entries(training)) {
-    if (!known.has(k) && v !== null) rows.push([k.replaceAll("_", " "), typeof v === "object" ? JSON.stringify(v) : num(v), k]);
-  }
-  return defList(rows, { id: "adapter-training" });
-}
-
-function examRow(label, exam) {
-  return el(
-    "tr",
-    { dataset: { row: label } },
-    el("th", { scope: "row", text: label }),
-    el("td", { class: "num", text: percent(exam?.attack_success) }),
-    el("td", { class: "num", text: percent(exam?.attack_success_upper95) }),
-    el("td", { class: "num", text: percent(exam?.benign_pass) }),
-  );
-}
-
-function metricsPart(metrics = {}) {
-  const academy = metrics.academy;
-  const reexam = metrics.academy_reexam;
-  const box = el("div", { id: "adapter-metrics" });
-  if (!academy && !reexam) box.append(el("p", { class: "placeholder", id: "adapter-no-academy", text: "no Academy metrics" }));
-  if (academy || reexam) {
-    const head = el("tr", {}, ...["", "attack success", "≤95%", "benign pass"].map((t, i) => el("th", { scope: "col", class: i ? "num" : null, text: t })));
-    const table = el("table", { class: "data-table", id: "adapter-academy" }, el("thead", {}, head), el("tbody"));
-    if (academy) table.tBodies[0].append(examRow("baseline", academy.baseline), examRow("final", academy.final));
-    if (reexam) table.tBodies[0].append(examRow(`re-exam ${dateTime(reexam.at)}`, reexam.exam));
-    box.append(table);
-    if (academy) {
-      box.append(
-        defList([
-          ["graduated", academy.graduated ? "yes" : "no"],
-          ["relative reduction", percent(academy.relative_reduction), "relative_reduction"],
-        ]),
-      );
-    }
-  }
-  const others = Object.entries(metrics).filter(([k]) => k !== "academy" && k !== "academy_reexam");
-  if (!others.length) return [box];
-  const rows = others.map(([k, v]) => [k.replaceAll("_", " "), typeof v === "object" ? JSON.stringify(v) : num(v), k]);
-  return [box, el("h4", { text: "Other metrics" }), defList(rows, { id: "adapter-other-metrics" })];
-}
-
-function exportForm(name) {
-  const out = el("input", { id: "adapter-export-out", type: "text", maxlength: 200, value: `exports/${name}`, autocomplete: "off" });
-  const register = el("input", { id: "adapter-export-register", type: "text", maxlength: 200, placeholder: "optional: also register as…", autocomplete: "off" });
-  const result = el("div", { id: "adapter-export-result", role: "status", "aria-live": "polite" });
-  const error = el("div", { id: "adapter-export-error", class: "error", role: "alert", hidden: true });
-  const button = el("button", { type: "submit", id: "adapter-export-run", text: "Export" });
-  const form = el(
-    "form",
-    {
-      id: "adapter-export",
-      class: "adapter-export",
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const params = { name };
-        if (out.value.trim()) params.out = out.value.trim();
-        if (register.value.trim()) params.register_as = register.value.trim();
-        showBusError(error, null);
-        result.replaceChildren();
-        button.disabled = true;
-        try {
-          const done = await bus.call("lora_export", params);
-          result.append(
-            defList([
-              ["rank", num(done.r), "r"],
-              ["flattened", done.adapters.map(([n, s]) => (s === 1 ? n : `${n} ×${s}`)).join(" → "), "adapters"],
-              ["folder", done.path ? el("code", { text: done.path }) : undefined, "path"],
-              ["registered", done.registered ? link(done.registered.name) : undefined, "registered"],
-            ]),
-          );
-          if (done.registered) void refreshList();
-        } catch (failure) {
-          showBusError(error, failure);
-        } finally {
-          button.disabled = false;
-        }
-      },
-    },
-    el("h4", { text: "Export" }),
-    el("p", { class: "help", text: "Flattens the parent chain into one stock PEFT adapter (rank Σr)." }),
-    el("label", { for: "adapter-export-out", text: "Folder in your artifacts" }),
-    out,
-    el("label", { for: "adapter-export-register", text: "Register as" }),
-    register,
-    el("div", { class: "adapter-actions" }, button),
-    result,
-    error,
-  );
-  return form;
-}
-
-function deleteButton(name, children) {
-  const error = el("div", { class: "error", id: "adapter-delete-error", role: "alert", hidden: true });
-  const button = el("button", {
-    type: "button",
-    id: "adapter-delete",
-    class: "small danger",
-    text: "Delete…",
-    title: children.length ? `other adapters build on it: ${children.join(", ")}` : "Delete this adapter",
-    onclick: async () => {
-      if (view.deleteArmed !== name) {
-        view.deleteArmed = name;
-        button.textContent = `Confirm delete ${name}`;
-        return;
-      }
-      button.disabled = true;
-      try {
-        await bus.call("lora_delete", { name });
-        openView("adapters");
-        void refreshList();
-      } catch (failure) {
-        showBusError(error, failure);
-        button.disabled = false;
-      }
-    },
-  });
-  return el("div", { class: "adapter-delete" }, button, error);
-}
-
-function renderDetails(shown) {
-  if (!shown) {
-    delete parts.details.dataset.name;
-    parts.details.dataset.state = "empty";
-    parts.details.replaceChildren(el("p", { class: "placeholder", text: "Select an adapter in the tree to see its manifest." }));
-    return;
-  }
-  const chainError = shown.chain_error
-    ? el("div", { class: "error", role: "alert", id: "adapter-chain-error" }, el("strong", { class: "error-code", text: "chain" }), " ", shown.chain_error)
-    : null;
-  parts.details.dataset.name = shown.name;
-  parts.details.dataset.state = "ready";
-  const children = [
-    el("h4", { class: "adapter-name", text: shown.name }),
-    el(
-      "div",
-      { class: "adapter-actions" },
-      el("button", { type: "button", id: "adapter-add-to-stack", text: "Add to stack", onclick: () => stack.add(shown.name) }),
-      deleteButton(shown.name, shown.children ?? []),
-    ),
-    defList(
-      [
-        ["parents", chainOf(shown.parents), "parents"],
-        ["parent chain", chainOf(shown.chain), "chain"],
-        ["children", shown.children?.length ? listOf(shown.children) : "none", "children"],
-        ["rank", num(shown.rank)],
-        ["alpha", num(shown.alpha)],
-        ["targets", (shown.target_modules ?? []).join(", "), "targets"],
-        ["hash", el("code", { class: "adapter-hash", text: shown.lora_hash }), "hash"],
-        ["size", formatBytes(shown.size_bytes), "size"],
-        ["base model", shown.base_model, "base_model"],
-        ["created", `${dateTime(shown.created_at)} by ${shown.created_by}`, "created"],
-      ],
-      { id: "adapter-manifest" },
-    ),
-    chainError,
-    el("h4", { text: "Storage" }),
-    storageRows(shown.storage),
-    el("h4", { text: "Training" }),
-    trainingRows(shown.training),
-    el("h4", { text: "Academy metrics" }),
-    ...metricsPart(shown.metrics),
-    exportForm(shown.name),
-    el("details", { class: "adapter-raw" }, el("summary", { text: "Full manifest (JSON)" }), el("pre", { class: "adapter-json", text: JSON.stringify(shown, null, 2) })),
-  ];
-  parts.details.replaceChildren(...children.flat().filter(Boolean));
-}
-
-function listOf(names) {
-  const span = el("span", { class: "adapter-children" });
-  names.forEach((n, i) => span.append(...(i ? [", "] : []), link(n)));
-  return span;
-}
-
 function show(args) {
   build();
   const name = args[0] ?? null;
+  if (!view.visible) {
+    // Opened from another view (a selection within the view changes only the route's argument).
+    view.visible = true;
+    void stack.refreshPersonas();
+    trainer.updateButtons();
+  }
   if (!view.loaded) void refreshList();
-  void stack.refreshPersonas();
-  trainer.updateButtons();
   if (name !== view.selected || parts.details.dataset.state !== "ready") void select(name);
+}
+
+function hide() {
+  view.visible = false;
 }
 
 bus.on("welcome", () => {
   if (!view.built || currentView() !== "adapters") {
     view.loaded = false; // read again when the view opens
+    if (view.built) parts.details.dataset.state = "stale";
     return;
   }
   void refreshList();
@@ -373,16 +180,47 @@ bus.on("welcome", () => {
 
 const queueRefresh = (() => {
   let timer = null;
-  return () => {
+  let reselect = false;
+  return (data) => {
+    // The details are read again only when the change may show in them (the adapter, a parent, a child).
+    const name = data?.name;
+    const selected = view.selected;
+    if (
+      selected &&
+      (!name || name === selected || name.startsWith(`${selected}.`) || selected.startsWith(`${name}.`))
+    ) {
+      reselect = true;
+    }
     clearTimeout(timer);
     timer = setTimeout(() => {
       if (view.built && currentView() === "adapters") {
         void refreshList();
-        if (view.selected) void select(view.selected);
-      } else view.loaded = false;
+        if (reselect && view.selected) void select(view.selected);
+      } else {
+        view.loaded = false; // read again when the view opens
+        if (reselect) parts.details.dataset.state = "stale";
+      }
+      reselect = false;
     }, 150);
   };
 })();
-for (const event of ["lora_trained", "lora_deleted", "mesh_skill_acquired"]) bus.on(`event:${event}`, queueRefresh);
+// New or deleted adapters, and manifests whose metrics changed (an evolution, an Academy graduation).
+for (const event of ["lora_trained", "lora_deleted", "mesh_skill_acquired", "persona_evolved", "persona_graduated"]) {
+  bus.on(`event:${event}`, queueRefresh);
+}
 
-registerView("adapters", { show });
+// Personas come and go, and their stacks change (persona_updated, an evolution): the stack card follows.
+for (const event of ["persona_created", "persona_deleted", "persona_updated", "persona_evolved"]) {
+  bus.on(`event:${event}`, () => {
+    if (view.built && currentView() === "adapters") void stack.refreshPersonas();
+  });
+}
+
+bus.on("state", () => {
+  if (!view.built) return;
+  parts.refresh.disabled = bus.state !== "open";
+  stack.updateButtons();
+  trainer.updateButtons();
+});
+
+registerView("adapters", { show, hide });
