@@ -269,6 +269,23 @@ def test_export_flattens_to_the_artifacts_and_registers(
     result.locator('[data-field="registered"] button').click()
     expect(page.locator("#adapter-details")).to_have_attribute("data-name", flat)
     expect(page.locator('#adapter-training [data-field="flattened_from"] dd')).to_contain_text(names[1])
+
+    # Delete asks for a second press; a parent others build on is refused (adapter_in_use).
+    page.click("#adapter-delete")
+    expect(page.locator("#adapter-delete")).to_have_text(f"Confirm delete {flat}")
+    page.click("#adapter-delete")
+    expect(_node(app, flat)).to_have_count(0)
+    page.wait_for_function("location.hash === '#/adapters'")
+    assert not AdapterRegistry.for_home(shared_daemon.home).exists(flat)
+    _row(app, top).locator(".tree-select").click()
+    expect(page.locator("#adapter-details")).to_have_attribute("data-name", top)
+    expect(page.locator("#adapter-details")).to_have_attribute("data-state", "ready")
+    page.click("#adapter-delete")
+    expect(page.locator("#adapter-delete")).to_have_text(f"Confirm delete {top}")
+    page.click("#adapter-delete")
+    expect(page.locator("#adapter-delete-error")).to_have_attribute("data-code", "adapter_in_use")
+    expect(page.locator("#adapter-delete")).to_have_text("Delete…")
+    expect(_node(app, top)).to_have_count(1)
     assert app.errors == []
 
 

@@ -9,7 +9,8 @@ import { el, percent } from "./util.js";
 
 /** What the card's buttons do: onSelect(name), onAdd(name), onChanged() (the registry changed), onDeleted(name). */
 const hooks = { onSelect() {}, onAdd() {}, onChanged() {}, onDeleted() {} };
-const armed = new Set(); // adapters whose Delete was pressed once
+const armed = new Set(); // adapters whose Delete was pressed once (kept while the same adapter is re-read)
+let rendered = null; // the adapter shown
 
 export function setDetailHooks(given) {
   Object.assign(hooks, given);
@@ -206,7 +207,7 @@ function deleteButton(name, children) {
     type: "button",
     id: "adapter-delete",
     class: "small danger",
-    text: "Delete…",
+    text: armed.has(name) ? `Confirm delete ${name}` : "Delete…",
     title: children.length ? `other adapters build on it: ${children.join(", ")}` : "Delete this adapter",
     onclick: async () => {
       if (!armed.has(name)) {
@@ -220,6 +221,8 @@ function deleteButton(name, children) {
         hooks.onDeleted(name);
       } catch (failure) {
         showBusError(error, failure);
+        armed.delete(name);
+        button.textContent = "Delete…";
         button.disabled = false;
       }
     },
@@ -228,7 +231,8 @@ function deleteButton(name, children) {
 }
 
 export function renderDetails(details, shown) {
-  armed.clear();
+  if (shown?.name !== rendered) armed.clear();
+  rendered = shown?.name ?? null;
   if (!shown) {
     delete details.dataset.name;
     details.dataset.state = "empty";

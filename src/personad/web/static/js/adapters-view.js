@@ -178,29 +178,29 @@ bus.on("welcome", () => {
   void select(view.selected);
 });
 
+/** Whether a change to adapter `name` (null: unknown) may show in `selected`'s details. */
+function related(name, selected) {
+  return !name || name === selected || name.startsWith(`${selected}.`) || selected.startsWith(`${name}.`);
+}
+
 const queueRefresh = (() => {
   let timer = null;
-  let reselect = false;
+  const changed = new Set(); // adapter names the events since the last refresh named (null: unknown)
   return (data) => {
-    // The details are read again only when the change may show in them (the adapter, a parent, a child).
-    const name = data?.name;
-    const selected = view.selected;
-    if (
-      selected &&
-      (!name || name === selected || name.startsWith(`${selected}.`) || selected.startsWith(`${name}.`))
-    ) {
-      reselect = true;
-    }
+    changed.add(data?.name ?? null);
     clearTimeout(timer);
     timer = setTimeout(() => {
+      // The details are read again only when the change may show in them (the adapter, a parent, a child).
+      const selected = view.selected;
+      const reselect = selected !== null && [...changed].some((name) => related(name, selected));
+      changed.clear();
       if (view.built && currentView() === "adapters") {
         void refreshList();
-        if (reselect && view.selected) void select(view.selected);
+        if (reselect) void select(selected);
       } else {
         view.loaded = false; // read again when the view opens
-        if (reselect) parts.details.dataset.state = "stale";
+        if (reselect && view.built) parts.details.dataset.state = "stale";
       }
-      reselect = false;
     }, 150);
   };
 })();
