@@ -19,7 +19,7 @@ def artifacts_dir() -> Path:
 
 
 def save_shot(target: Page | Locator, name: str, *, full_page: bool = False) -> Path:
-    """Save a PNG of a page (or one element) as ``<name>.png`` and return its path; a real image or it fails."""
+    """Save a PNG of a page (or one element) as ``<name>.png``; fails unless it is a real image."""
     path = artifacts_dir() / f"{name}.png"
     if isinstance(target, Locator):
         target.screenshot(path=str(path))
