@@ -120,6 +120,23 @@ def test_create_start_edit_stack_chat_and_logs(persona_app: App, tmp_path: Path)
     reply = page.locator("#chat-log li.message.from-persona .message-text")
     expect(reply).to_have_text("adapters=base-x,base-x.child", timeout=REPLY_MS)
 
+    # The exchange is in its brain: found from the Brain view by full-text search (the persona writes it
+    # after answering, so the search is repeated until it is there).
+    page.click('#view-tabs a[data-view="brain"]')
+    expect(page.locator("#brain-persona")).to_have_value("ada", timeout=START_MS)
+    page.select_option("#brain-persona", "ada")
+    page.select_option("#brain-mode", "fts")
+    page.fill("#brain-query", "adapters")
+    found = page.locator("#brain-results li.brain-memory", has_text="adapters=base-x,base-x.child")
+    for _ in range(20):
+        page.press("#brain-query", "Enter")
+        expect(page.locator(".brain-memories")).to_have_attribute("data-state", "search", timeout=START_MS)
+        if found.count():
+            break
+        page.wait_for_timeout(500)
+    expect(found).to_have_count(1)
+    expect(page.locator("#brain-results li.brain-memory", has_text="adapters?")).to_have_count(1)
+
     # Back on its page: the commands it ran and its log tail.
     page.goto(f"{daemon.url}/?token={daemon.token}#/personas/ada")
     app.wait_connected()
