@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect, 
 
 from personad.config import DEFAULT_CHROMIUM_ARGS
 from tests.conftest import RunningDaemon
+from tests.web.shots import save_shot
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = list(DEFAULT_CHROMIUM_ARGS)  # the daemon's own flags
@@ -421,6 +422,7 @@ def test_a_persona_reply_streams_into_the_chat_then_lands_once(
     expect(app.messages(reply)).to_have_count(1)
     ids = page.locator("#chat-log li.message").evaluate_all("els => els.map(e => Number(e.dataset.id))")
     assert len(ids) == 2 and ids == sorted(ids)
+    save_shot(page, "chat")  # docs/web.md shows it
 
     # Replies written in a room that is not selected mark it, then count as unread.
     page.fill("#new-room-name", _unique("quiet"))
