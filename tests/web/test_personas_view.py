@@ -296,3 +296,14 @@ def test_phone_width(phone_app: App) -> None:
     expect(detail.locator(".persona-process")).to_be_visible()
     _no_sideways_scroll(page)
     assert app.errors == []
+
+
+def test_the_sidebar_card_links_to_the_persona_page(persona_app: App) -> None:  # noqa: F811
+    app, daemon = persona_app, persona_app.daemon
+    _command(daemon, "persona_create", {"id": "linked", "name": "Linked", "model_provider": "fake"})
+    page = app.open()
+    card = page.locator('#persona-list li.persona[data-persona="linked"]')
+    card.locator(".persona-open").click()
+    expect(_detail(page, "linked")).to_be_visible()
+    assert page.evaluate("location.hash") == "#/personas/linked"
+    assert app.errors == []

@@ -4,7 +4,7 @@ import { selectRoom } from "./chat.js";
 import { openGraduation } from "./graduation.js";
 import { refreshRooms } from "./rooms.js";
 import { sha256Hex } from "./sha256.js";
-import { openView } from "./views.js";
+import { openView, viewHash } from "./views.js";
 import { bus, hasCapability, ui, updateControls } from "./state.js";
 import { $, clearListError, DIRECT_TOPIC, el, errorLine, formatTime, MAX_ROOM_ID, PERSONA_REFRESH_MS, showError, signed } from "./util.js";
 
@@ -170,7 +170,14 @@ export function personaItem(persona, offline) {
       about,
       adapters.length ? ` · ${adapters.length} adapter${adapters.length === 1 ? "" : "s"}` : null,
     ),
-    el("div", { class: "persona-actions" }, toggle, chat, detailsToggle(persona, name, offline)),
+    el(
+      "div",
+      { class: "persona-actions" },
+      toggle,
+      chat,
+      detailsToggle(persona, name, offline),
+      el("a", { class: "persona-open", href: viewHash("personas", persona.id), "aria-label": `Open ${name}'s page` }, "Page"),
+    ),
     ui.personaOpen.has(persona.id) ? personaDetails(persona.id) : null,
   );
 }
