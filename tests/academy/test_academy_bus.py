@@ -1,5 +1,6 @@
-"""academy_train over the bus on the real model (tiny configuration): live events, the report, the status,
-and the student's new stack."""
+"""The Academy's jobs over the bus on the real model (tiny configurations). academy_train's one real run is
+tests/web/test_academy_view.py::test_a_tiny_real_run_from_the_form: started from the page, its events drawn
+live, then its report, status and the student's new stack read over the bus."""
 
 from __future__ import annotations
 
@@ -9,36 +10,6 @@ from personad.personas.config import PersonaStore
 from tests.conftest import RunningDaemon
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # real-model training; slower on a busy box
-
-
-def test_academy_train_streams_rounds_and_updates_the_student(running: RunningDaemon) -> None:
-    PersonaStore(running.home).create({"id": "student", "secret": "PERSIMMON"})
-    with running.ws() as ws:
-        reply = ws.call_job(
-            "academy_train",
-            {
-                "student": "student",
-                "rounds": 1,
-                "attacks": 6,
-                "heldout": 6,
-                "benign": 4,
-                "steps": 4,
-                "max_tokens": 12,
-            },
-            timeout=900,
-        )
-        assert reply["ok"], reply
-        report = reply["result"]
-        assert report["baseline"]["attacks"] == report["final"]["attacks"] == 6
-        assert len(report["rounds"]) == 1 and report["rounds"][0]["lora_hash"]
-        started = ws.wait_event("academy_started")
-        assert started["data"]["student"] == "student"
-        rounds = [ws.wait_event("academy_round")["data"]["round"] for _ in range(2)]
-        assert rounds == [0, 1]
-        ws.wait_event("academy_finished")
-        status = ws.call("academy_status", {"student": "student"})["result"]
-        assert status["state"] == "finished" and status["last"]["event"] == "academy_finished"
-    assert PersonaStore(running.home).load("student").lora_adapters == [report["adapter"]]
 
 
 def test_persona_evolve_over_the_bus_measures_and_records(running: RunningDaemon) -> None:

@@ -249,3 +249,12 @@ def test_a_tiny_real_run_from_the_form(browser: Browser, running: RunningDaemon)
         expect(page.locator("#academy-progress-label")).to_contain_text("succeeded", timeout=60_000)
         expect(page.locator("#academy-cancel")).to_be_hidden()
         assert app.errors == []
+    # What the run did, read over the bus (this is the one real academy_train run of the suite).
+    with running.ws() as ws:
+        (job,) = ws.call("job_list", {"every_session": True})["result"]["jobs"]
+        report = ws.call("job_status", {"job_id": job["job_id"]})["result"]["job"]["result"]
+        assert report["baseline"]["attacks"] == report["final"]["attacks"] == 6
+        assert len(report["rounds"]) == 1 and report["rounds"][0]["lora_hash"]
+        status = ws.call("academy_status", {"student": "student"})["result"]
+        assert status["state"] == "finished" and status["last"]["event"] == "academy_finished"
+    assert PersonaStore(running.home).load("student").lora_adapters == [report["adapter"]]
