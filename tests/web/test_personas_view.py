@@ -303,7 +303,7 @@ def test_the_sidebar_card_links_to_the_persona_page(persona_app: App) -> None:  
     _command(daemon, "persona_create", {"id": "linked", "name": "Linked", "model_provider": "fake"})
     page = app.open()
     card = page.locator('#persona-list li.persona[data-persona="linked"]')
-    card.locator(".persona-open").click()
+    card.locator(".persona-page-link").click()
     expect(_detail(page, "linked")).to_be_visible()
     assert page.evaluate("location.hash") == "#/personas/linked"
     assert app.errors == []

@@ -176,7 +176,7 @@ export function personaItem(persona, offline) {
       toggle,
       chat,
       detailsToggle(persona, name, offline),
-      el("a", { class: "persona-open", href: viewHash("personas", persona.id), "aria-label": `Open ${name}'s page` }, "Page"),
+      el("a", { class: "persona-page-link", href: viewHash("personas", persona.id), "aria-label": `Open ${name}'s page` }, "Page"),
     ),
     ui.personaOpen.has(persona.id) ? personaDetails(persona.id) : null,
   );
