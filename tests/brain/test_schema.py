@@ -45,7 +45,7 @@ EXPECTED_SCHEMA = {
     ("table", "evolution_history"): (
         "CREATE TABLE evolution_history (id TEXT PRIMARY KEY, trigger_pattern TEXT NOT NULL, "
         "lora_generated TEXT, success_rate REAL NOT NULL CHECK (success_rate BETWEEN 0 AND 1), timestamp "
-        "REAL NOT NULL) STRICT"
+        "REAL NOT NULL, details TEXT) STRICT"
     ),
     ("table", "goals"): (
         "CREATE TABLE goals (id TEXT PRIMARY KEY, description TEXT NOT NULL, status TEXT NOT NULL DEFAULT "

@@ -248,6 +248,12 @@ def test_evolution_history(brain: Brain) -> None:
     assert brain.evolution_history() == [step]
     with pytest.raises(BadRequestError):
         brain.record_evolution("x", None, 7)
+    # What else a step measured (an exam's per-family rates) comes back as the object it was.
+    details = {"families": {"dan": {"hits": 1, "total": 9}}, "source": "garak"}
+    exam = brain.record_evolution("exam:garak", None, 0.9, details=details)
+    assert exam["details"] == details and brain.evolution_history(limit=1) == [exam]
+    with pytest.raises(BadRequestError):
+        brain.record_evolution("x", None, 0.5, details=["not", "an", "object"])  # type: ignore[arg-type]
 
 
 def test_stats_counts_rows(brain: Brain) -> None:
@@ -257,7 +263,7 @@ def test_stats_counts_rows(brain: Brain) -> None:
     stats = brain.stats()
     assert stats["memories"] == 2 and stats["memories_open"] == 1 and stats["memories_closed"] == 1
     assert stats["vectors"] == 2 and stats["goals"] == 1 and stats["skills"] == 0
-    assert stats["schema_version"] == 3
+    assert stats["schema_version"] == 4
 
 
 # --- concurrency and lifecycle ------------------------------------------------------------------------

@@ -299,27 +299,35 @@ def emotions(conn: Any, limit: Any = 20) -> list[dict[str, Any]]:
 
 
 def record_evolution(
-    conn: Any, trigger_pattern: Any, lora_generated: Any, success_rate: Any
+    conn: Any, trigger_pattern: Any, lora_generated: Any, success_rate: Any, details: Any = None
 ) -> dict[str, Any]:
-    """Record one self-improvement step: what triggered it, which adapter it produced, how well it worked."""
+    """Record one self-improvement step: what triggered it, which adapter it produced, how well it worked,
+    and (``details``, a JSON object) what else it measured."""
     trigger_pattern = check_text(trigger_pattern, "trigger_pattern")
     if lora_generated is not None:
         lora_generated = check_text(lora_generated, "lora_generated", 200)
     success_rate = check_number(success_rate, "success_rate", 0, 1)
+    if details is not None and not isinstance(details, dict):
+        raise BadRequestError("details must be a JSON object", code="invalid_params")
     row = {"id": new_id("evo"), "trigger_pattern": trigger_pattern, "lora_generated": lora_generated,
-           "success_rate": success_rate, "timestamp": time.time()}  # fmt: skip
+           "success_rate": success_rate, "timestamp": time.time(),
+           "details": None if details is None else json.dumps(details)}  # fmt: skip
     conn.execute(
-        "INSERT INTO evolution_history (id, trigger_pattern, lora_generated, success_rate, timestamp)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO evolution_history"
+        " (id, trigger_pattern, lora_generated, success_rate, timestamp, details)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         tuple(row.values()),
     )
-    return row
+    return {**row, "details": details}
 
 
 def evolution_history(conn: Any, limit: Any = 50) -> list[dict[str, Any]]:
     """Evolution steps, newest first."""
     sql = "SELECT * FROM evolution_history ORDER BY timestamp DESC, rowid DESC LIMIT ?"
-    return _all(conn, sql, (check_limit(limit),))
+    rows = _all(conn, sql, (check_limit(limit),))
+    for row in rows:
+        row["details"] = json.loads(row["details"]) if row.get("details") else None
+    return rows
 
 
 def interactions(conn: Any, with_persona: Any = None, limit: Any = 50) -> list[dict[str, Any]]:

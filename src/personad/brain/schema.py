@@ -172,7 +172,12 @@ def m003_links_and_meta(conn: Any) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_search, m003_links_and_meta]
+def m004_evolution_details(conn: Any) -> None:
+    """What an evolution step measured, beyond its success rate (an exam's per-family rates), as JSON."""
+    run_script(conn, "ALTER TABLE evolution_history ADD COLUMN details TEXT;")
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_search, m003_links_and_meta, m004_evolution_details]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -558,10 +558,14 @@ class Brain:
         return self._read(records.emotions, limit)
 
     def record_evolution(
-        self, trigger_pattern: str, lora_generated: str | None, success_rate: float
+        self,
+        trigger_pattern: str,
+        lora_generated: str | None,
+        success_rate: float,
+        details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Record one self-improvement step."""
-        return self._write(records.record_evolution, trigger_pattern, lora_generated, success_rate)
+        """Record one self-improvement step (``details``: what else it measured, as a JSON object)."""
+        return self._write(records.record_evolution, trigger_pattern, lora_generated, success_rate, details)
 
     def evolution_history(self, limit: int = 50) -> list[dict[str, Any]]:
         """Evolution steps, newest first."""
