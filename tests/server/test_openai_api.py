@@ -40,6 +40,28 @@ def test_completion_answers_as_the_persona(client: openai.OpenAI) -> None:
     assert stack.choices[0].message.content == "adapters=continuum.legal"
 
 
+def test_store_false_keeps_the_exchange_out_of_memory(
+    client: openai.OpenAI, persona_daemon: RunningDaemon
+) -> None:
+    """OpenAI's `store`: an exam or a probe (garak sends store=false) leaves no memory behind."""
+
+    def remembered(text: str) -> int:
+        with persona_daemon.http() as http:
+            sql = "SELECT count(*) AS n FROM memories WHERE content LIKE ?"
+            reply = http.post(
+                "/api/commands/brain_query", json={"persona": "scribe", "sql": sql, "params": [f"%{text}%"]}
+            ).json()
+        assert reply["ok"], reply
+        return int(reply["result"]["rows"][0]["n"])
+
+    for store, text in ((False, "probe-unstored"), (None, "chat-stored")):
+        extra = {} if store is None else {"store": store}
+        messages = [{"role": "user", "content": text}]
+        client.chat.completions.create(model="scribe", messages=messages, **extra)  # type: ignore[arg-type]
+    assert remembered("probe-unstored") == 0
+    assert remembered("chat-stored") == 2  # the question and the answer (echo: …)
+
+
 def test_streaming(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="scribe",

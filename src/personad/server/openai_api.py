@@ -64,6 +64,8 @@ class CompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=1)
+    # OpenAI's `store`; false here: the exchange is not written to the persona's memory (an exam, a probe).
+    store: bool | None = None
 
 
 def _content(value: Any) -> str:
@@ -151,7 +153,7 @@ def create_router(daemon: Daemon) -> APIRouter:
         completion_id = f"chatcmpl-{secrets.token_hex(12)}"
 
         async def remember(reply: str) -> None:
-            if trigger is not None:
+            if trigger is not None and completion.store is not False:
                 await memory.store_exchange(trigger, reply, room=None)
 
         if completion.stream:
