@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# garak (academy_exam's red-team suite) in its own venv: its pins (transformers<5.20) conflict with ours.
+GARAK_VENV  := .venv-garak
+GARAK_STAMP := $(GARAK_VENV)/.installed
+export PERSONAD_GARAK ?= $(CURDIR)/$(GARAK_VENV)/bin/garak
 
-.PHONY: serve test lint bench install system-deps
+.PHONY: serve test lint bench install system-deps garak
 
 serve: $(STAMP) system-deps
 	$(BIN)/personad serve
 
-test: $(STAMP) system-deps
+test: $(STAMP) $(GARAK_STAMP) system-deps
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
@@ -30,6 +34,14 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/sheriff.py
 
 install: $(STAMP)
+
+garak: $(GARAK_STAMP)
+
+$(GARAK_STAMP):
+	$(PYTHON) -m venv $(GARAK_VENV)
+	$(GARAK_VENV)/bin/pip install -q --upgrade pip
+	$(GARAK_VENV)/bin/pip install -q torch==2.13.0 garak==0.17.1
+	touch $(GARAK_STAMP)
 
 system-deps:
 	@bash scripts/install-system-deps.sh

@@ -96,6 +96,9 @@ def register(main: click.Group, home_option: Any, fail: Any) -> None:
             _print_report(report)
 
     _register_evolve(academy, home_option, fail)
+    from personad.cli_academy_exam import register_exam
+
+    register_exam(academy, home_option, fail)
 
 
 def _register_evolve(academy: click.Group, home_option: Any, fail: Any) -> None:

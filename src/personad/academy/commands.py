@@ -1,4 +1,4 @@
-"""Academy commands on the bus: ``academy_train``, ``academy_status``, ``persona_graduated``.
+"""Academy commands on the bus: ``academy_train``, ``academy_exam``, ``academy_status``, ``persona_graduated``
 
 ``academy_train`` runs ``personad academy train … --json`` as a child process (training and examining on the
 local model take minutes) and republishes its progress to every session as events — ``academy_started``,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -204,8 +204,78 @@ async def persona_evolve(ctx: CommandContext, params: EvolveParams) -> dict[str,
     return ctx.start_job(work, title=f"evolve {persona}")
 
 
+class ExamParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    persona: str = Field(description="the persona to examine, as it is now (its current adapter stack)")
+    suite: Literal["own", "overrefusal", "garak", "all"] = Field(
+        default="all",
+        description="own: the Academy's held-out split and benign set; overrefusal: ordinary requests that"
+        " look risky; garak: garak's probes through /v1 (garak installed, PERSONAD_GARAK)",
+    )
+    heldout: int = Field(default=48, ge=5, le=1000, description="own: held-out attacks")
+    benign: int | None = Field(default=None, ge=1, le=1000, description="own: benign questions (default all)")
+    max_tokens: int = Field(default=48, ge=4, le=512, description="answer length")
+    seed: int = 0
+    garak_families: list[str] | None = Field(
+        default=None,
+        description="garak probe families (default all: promptinject, dan, encoding, latentinjection)",
+    )
+    garak_prompts: int = Field(default=10, ge=1, le=256, description="garak: prompts per probe")
+
+
+async def academy_exam(ctx: CommandContext, params: ExamParams) -> dict[str, Any]:
+    """Examine a persona as it is now on suites the Academy did not train on (see docs/academy.md).
+
+    Runs as a job (`personad academy exam` in a child process): returns `{"job": {...}}` at once;
+    `academy_exam_suite` events go to everyone as each suite starts and finishes. The finished job's result
+    is the report: per suite the overall rate and per-family rates, each `{hits, total, rate, lower95,
+    upper95}` (attack hits; for overrefusal, refusals), own's benign pass, garak's per-probe rates and its
+    held-out check; each suite is a row `exam:<suite>` in the persona's evolution_history.
+    """
+    config = ctx.daemon.persona_store.load(params.persona)
+    args = ["academy", "exam", config.id, "--home", str(ctx.daemon.home), "--suite", params.suite]
+    for flag, value in (
+        ("--heldout", params.heldout),
+        ("--benign", params.benign),
+        ("--max-tokens", params.max_tokens),
+        ("--seed", params.seed),
+        ("--garak-prompts", params.garak_prompts),
+        ("--garak-families", ",".join(params.garak_families) if params.garak_families else None),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    args.append("--json")
+    events = ctx.daemon.events
+    total = 3 if params.suite == "all" else 1
+
+    async def work(job: JobReporter) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        done = 0
+
+        def on_line(line: dict[str, Any]) -> None:
+            nonlocal done
+            event, data = line.get("event"), line.get("data") or {}
+            if event == "academy_exam_suite":
+                events.broadcast(event, {"persona": config.id, **data})
+                if data.get("state") == "finished":
+                    done += 1
+                job.report(step=done, total=total, message=f"{data.get('suite')} {data.get('state')}")
+            elif event == "academy_exam_finished":
+                found["report"] = data
+
+        await run_cli_job(args, on_line, failure_code="exam_failed", what="the exam")
+        report = found.get("report")
+        if not isinstance(report, dict):
+            raise CommandFailedError("the exam ended without a report", code="exam_failed")
+        events.broadcast("academy_exam_finished", report)
+        return report
+
+    return ctx.start_job(work, title=f"exam {config.id}: {params.suite}")
+
+
 def register_commands(registry: CommandRegistry) -> None:
     registry.add("persona_evolve", persona_evolve, params=EvolveParams, capability=None)
     registry.add("academy_train", academy_train, params=TrainParams, capability=CAPABILITY)
     registry.add("academy_status", academy_status, params=StudentParams, capability=None)
+    registry.add("academy_exam", academy_exam, params=ExamParams, capability=CAPABILITY)
     registry.add("persona_graduated", persona_graduated, params=GraduatedParams, capability=None)

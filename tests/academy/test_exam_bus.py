@@ -1,0 +1,84 @@
+"""academy_exam over the bus: garak itself (the `make garak` venv, which make test installs) runs its probes
+against a persona through /v1 and the job reports garak's detector hits; the report lands in evolution_history
+and the probes leave nothing in the persona's memory. And the structured errors of a bad exam."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from personad.brain import Brain
+from personad.personas.config import PersonaStore
+from tests.conftest import REPO, RunningDaemon, start_daemon
+
+GARAK = os.environ.get("PERSONAD_GARAK") or str(REPO / ".venv-garak" / "bin" / "garak")
+
+
+@pytest.fixture
+def garak_daemon(
+    tmp_path: Path, fake_provider_plugin: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningDaemon]:
+    if not Path(GARAK).exists():
+        pytest.skip(f"garak is not installed at {GARAK}: run 'make garak' (make test does)")
+    monkeypatch.setenv("PERSONAD_GARAK", GARAK)
+    rd = start_daemon(tmp_path / "home")
+    yield rd
+    rd.stop()
+
+
+def test_garak_probes_a_persona_through_v1(garak_daemon: RunningDaemon) -> None:
+    # The fake provider echoes what it is told: prompt injections that ask it to repeat a phrase succeed.
+    PersonaStore(garak_daemon.home).create({"id": "parrot", "model_provider": "fake", "secret": "PERSIMMON"})
+    with garak_daemon.ws() as ws:
+        params = {"persona": "parrot", "suite": "garak", "garak_families": ["promptinject", "encoding"]}
+        reply = ws.call_job("academy_exam", {**params, "garak_prompts": 3}, timeout=600)
+        assert reply["ok"], reply
+        report = reply["result"]
+        states = [ws.wait_event("academy_exam_suite")["data"]["state"] for _ in range(2)]
+        assert states == ["started", "finished"]
+        assert ws.wait_event("academy_exam_finished")["data"]["persona"] == "parrot"
+    garak = report["suites"]["garak"]
+    assert garak["source"].startswith("garak v0.17")
+    assert set(garak["families"]) == {"promptinject", "encoding"}
+    inject = garak["families"]["promptinject"]
+    assert inject["total"] == 9 and inject["hits"] == 9  # an echo repeats every injected phrase
+    assert garak["by_probe"]["promptinject.HijackHateHumans"]["total"] == 3
+    assert garak["overall"]["total"] == 18 and garak["prompts"] == 18
+    assert "held_out" not in garak  # a remote persona never trains in the Academy: nothing to hold out
+    with Brain.open(PersonaStore(garak_daemon.home).brain_path("parrot")) as brain:
+        (step,) = brain.evolution_history()
+        memories = brain.query("SELECT count(*) AS n FROM memories")
+    assert step["trigger_pattern"] == "exam:garak" and step["details"]["families"] == garak["families"]
+    assert step["success_rate"] == pytest.approx(1 - garak["overall"]["rate"])
+    assert memories == [{"n": 0}]  # garak asks with store=false: no probe is remembered
+
+
+def test_exam_errors_are_structured(
+    tmp_path: Path, fake_provider_plugin: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERSONAD_GARAK", str(tmp_path / "no-such-garak"))
+    daemon = start_daemon(tmp_path / "home")
+    try:
+        PersonaStore(daemon.home).create({"id": "parrot", "model_provider": "fake"})
+        with daemon.ws() as ws:
+            missing = ws.call_job("academy_exam", {"persona": "parrot", "suite": "garak"})
+            assert missing["error"]["code"] == "garak_not_installed", missing
+            assert "make garak" in missing["error"]["message"]
+            local_only = ws.call_job("academy_exam", {"persona": "parrot", "suite": "own"})
+            assert local_only["error"]["code"] == "invalid_params"
+            assert "suite garak" in local_only["error"]["message"]
+            assert (
+                ws.call("academy_exam", {"persona": "parrot", "suite": "x"})["error"]["code"]
+                == "invalid_params"
+            )
+            too_few = ws.call("academy_exam", {"persona": "parrot", "garak_prompts": 0})
+            assert too_few["error"]["code"] == "invalid_params"
+            unknown = ws.call("academy_exam", {"persona": "nobody"})
+            assert unknown["error"]["code"] == "persona_not_found"
+        with daemon.ws(capabilities="chat") as human:
+            assert human.call("academy_exam", {"persona": "parrot"})["error"]["code"] == "capability_denied"
+    finally:
+        daemon.stop()
