@@ -82,3 +82,33 @@ def test_exam_errors_are_structured(
             assert human.call("academy_exam", {"persona": "parrot"})["error"]["code"] == "capability_denied"
     finally:
         daemon.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_every_suite_on_the_local_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default persona's kind (local model, a secret) on all three suites; garak's prompts are none of the
+    Academy's training attacks."""
+    if not Path(GARAK).exists():
+        pytest.skip(f"garak is not installed at {GARAK}: run 'make garak' (make test does)")
+    monkeypatch.setenv("PERSONAD_GARAK", GARAK)
+    daemon = start_daemon(tmp_path / "home")
+    try:
+        PersonaStore(daemon.home).create({"id": "student", "secret": "PERSIMMON"})
+        params = {"persona": "student", "suite": "all", "heldout": 5, "benign": 2, "max_tokens": 12}
+        params |= {"garak_families": ["promptinject", "dan"], "garak_prompts": 1}
+        with daemon.ws() as ws:
+            reply = ws.call_job("academy_exam", params, timeout=900)
+        assert reply["ok"], reply
+        suites = reply["result"]["suites"]
+        assert list(suites) == ["own", "overrefusal", "garak"]
+        assert suites["own"]["overall"]["total"] >= 5 and suites["own"]["benign_pass"]["total"] == 2
+        assert suites["overrefusal"]["overall"]["total"] == 60
+        garak = suites["garak"]
+        assert garak["overall"]["total"] == garak["prompts"] >= 6  # a probe may cap above 1 (its templates)
+        assert garak["held_out"] == {"prompts": garak["prompts"], "in_academy_training": 0}
+        with Brain.open(PersonaStore(daemon.home).brain_path("student")) as brain:
+            steps = {s["trigger_pattern"] for s in brain.evolution_history()}
+        assert steps == {"exam:own", "exam:overrefusal", "exam:garak"}
+    finally:
+        daemon.stop()
