@@ -129,17 +129,23 @@ async def academy_train(ctx: CommandContext, params: TrainParams) -> dict[str, A
 
 
 async def academy_status(ctx: CommandContext, params: StudentParams) -> dict[str, Any]:
-    """The student's latest Academy status (running or finished): the last event of its last run."""
-    ctx.daemon.persona_store.load(params.student)
+    """The student's latest Academy status (running or finished): the last event of its last run, and its
+    last `academy_exam` report (`exam`, null when never examined)."""
+    store = ctx.daemon.persona_store
+    store.load(params.student)
     path = status_path(ctx.daemon.home, params.student)
+    exam_path = store.session_dir(params.student) / "academy" / "exam.json"
+    exam = json.loads(exam_path.read_text(encoding="utf-8")) if exam_path.is_file() else None
     running = params.student in _running
     if not path.is_file():
-        return {"student": params.student, "state": "running" if running else "never", "last": None}
+        state = "running" if running else "never"
+        return {"student": params.student, "state": state, "last": None, "exam": exam}
     last = json.loads(path.read_text(encoding="utf-8"))
     return {
         "student": params.student,
         "state": "running" if running else last.get("state", "finished"),
         "last": last,
+        "exam": exam,
     }
 
 

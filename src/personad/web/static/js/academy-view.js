@@ -6,6 +6,7 @@
 // job's session); a run seen from elsewhere, or before this page loaded, comes from academy_status.
 
 import { AcademyChart, chartPoint } from "./academy-chart.js";
+import { buildExamCard, showExam } from "./academy-exam.js";
 import { buildForm, loadForm, updateForm } from "./academy-form.js";
 import { openGraduation } from "./graduation.js";
 import { bus, hasCapability } from "./state.js";
@@ -71,6 +72,7 @@ function build() {
   $("academy-view-body").replaceChildren(
     runCard,
     el("div", { class: "cards academy-results" }, summary, still),
+    buildExamCard(),
     buildForm(onStarted),
   );
 }
@@ -95,6 +97,7 @@ function render() {
   $("academy-still-working").closest("section").hidden = rounds.length === 0;
   renderStill(rounds.at(-1));
   renderSummary(entry);
+  showExam(student);
 }
 
 function stateText(entry) {
@@ -230,6 +233,7 @@ async function loadStatus(student) {
     const status = await bus.call("academy_status", { student });
     if (seq !== view.loadSeq || entry.seq !== before) return;
     applyStatus(entry, status);
+    showExam(student, status.exam);
     if (entry.state === "running" && !entry.job) await findJob(entry);
     showError($("academy-run-error"), null);
   } catch (error) {
