@@ -96,7 +96,8 @@ function table(suites) {
   return el(
     "table",
     { class: "data-table academy-exam-table", id: "academy-exam-table" },
-    el("thead", {}, el("tr", {}, ...["suite", "family", "rate", "95% interval", "n"].map((h) => el("th", { scope: "col" }, h)))),
+    el("thead", {}, el("tr", {}, ...["suite", "family", "rate", "95% interval", "n"].map((h, i) =>
+      el("th", { scope: "col", class: i > 1 ? "num" : null }, h)))),
     el("tbody", {}, ...rows),
   );
 }
