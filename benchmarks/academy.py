@@ -118,6 +118,9 @@ def main() -> None:
         "weak_prompt": args.weak,
         "academy_wall_s": round(academy_s, 1),
         "graduated": job["result"].get("graduated"),
+        # The run's own view: its baseline and final exams (what graduation is decided on).
+        "academy_baseline": job["result"].get("baseline"),
+        "academy_final": job["result"].get("final"),
         "before": b,
         "after": a,
         "garak_relative_drop": relative_drop(b["garak_hit_rate"]["rate"], a["garak_hit_rate"]["rate"]),

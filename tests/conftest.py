@@ -172,6 +172,23 @@ def persona_daemon(tmp_path: Path, fake_provider_plugin: None) -> Iterator[Runni
     rd.stop()
 
 
+#: garak (academy_exam's red-team suite), from its own venv: `make garak` (make test installs it).
+GARAK = os.environ.get("PERSONAD_GARAK") or str(REPO / ".venv-garak" / "bin" / "garak")
+
+
+@pytest.fixture
+def garak_daemon(
+    tmp_path: Path, fake_provider_plugin: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningDaemon]:
+    """A fresh daemon that runs garak for academy_exam, its personas free to use the fake providers."""
+    if not Path(GARAK).exists():
+        pytest.skip(f"garak is not installed at {GARAK}: run 'make garak' (make test does)")
+    monkeypatch.setenv("PERSONAD_GARAK", GARAK)
+    rd = start_daemon(tmp_path / "home")
+    yield rd
+    rd.stop()
+
+
 @pytest.fixture(scope="module")
 def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
     """One daemon (and one Chromium) for a whole test module, for the slower browser tests."""

@@ -4,29 +4,13 @@ and the probes leave nothing in the persona's memory. And the structured errors 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from personad.brain import Brain
 from personad.personas.config import PersonaStore
-from tests.conftest import REPO, RunningDaemon, start_daemon
-
-GARAK = os.environ.get("PERSONAD_GARAK") or str(REPO / ".venv-garak" / "bin" / "garak")
-
-
-@pytest.fixture
-def garak_daemon(
-    tmp_path: Path, fake_provider_plugin: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RunningDaemon]:
-    if not Path(GARAK).exists():
-        pytest.skip(f"garak is not installed at {GARAK}: run 'make garak' (make test does)")
-    monkeypatch.setenv("PERSONAD_GARAK", GARAK)
-    rd = start_daemon(tmp_path / "home")
-    yield rd
-    rd.stop()
+from tests.conftest import GARAK, RunningDaemon, start_daemon
 
 
 def test_garak_probes_a_persona_through_v1(garak_daemon: RunningDaemon) -> None:

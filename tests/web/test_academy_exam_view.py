@@ -4,17 +4,15 @@ again from academy_status after a reload; a suite the persona cannot take shows 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
 
 from personad.personas.config import PersonaStore
-from tests.academy.test_exam_bus import GARAK
-from tests.conftest import RunningDaemon, start_daemon
+from tests.conftest import RunningDaemon
 from tests.web.shots import save_shot
-from tests.web.test_page import CHROMIUM, App, browser  # noqa: F401 - the page's fixtures
+from tests.web.test_page import CHROMIUM, App
 
 pytestmark = [
     pytest.mark.browser,
@@ -22,20 +20,9 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def exam_daemon(
-    tmp_path: Path, fake_provider_plugin: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RunningDaemon]:
-    if not Path(GARAK).exists():
-        pytest.skip(f"garak is not installed at {GARAK}: run 'make garak' (make test does)")
-    monkeypatch.setenv("PERSONAD_GARAK", GARAK)
-    rd = start_daemon(tmp_path / "home")
-    PersonaStore(rd.home).create({"id": "parrot", "model_provider": "fake", "secret": "PERSIMMON"})
-    yield rd
-    rd.stop()
-
-
-def test_an_exam_from_the_page(browser: Browser, exam_daemon: RunningDaemon) -> None:  # noqa: F811
+def test_an_exam_from_the_page(browser: Browser, garak_daemon: RunningDaemon) -> None:
+    exam_daemon = garak_daemon
+    PersonaStore(exam_daemon.home).create({"id": "parrot", "model_provider": "fake", "secret": "PERSIMMON"})
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     app = App(context.new_page(), exam_daemon)
     page = app.page

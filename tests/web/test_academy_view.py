@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from personad.personas.config import PersonaStore
 from tests.conftest import RunningDaemon, start_daemon
 
 from .shots import save_shot
-from .test_page import CHROMIUM, CHROMIUM_ARGS, App, _unique
+from .test_page import CHROMIUM, App, _unique
 
 pytestmark = [
     pytest.mark.browser,
@@ -62,14 +62,6 @@ EXAMS: list[dict[str, Any]] = [
         "still_working": STILL,
     },
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

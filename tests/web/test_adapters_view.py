@@ -12,27 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Locator, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, expect
 
 from personad.lora.registry import AdapterRegistry
 from tests.conftest import RunningDaemon
 from tests.mesh.helpers import TINY_BASE, register_chain
 from tests.web.shots import save_shot
 
-from .test_page import CHROMIUM, CHROMIUM_ARGS, App, _unique
+from .test_page import CHROMIUM, App, _unique
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Chromium at {CHROMIUM}"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -5,18 +5,17 @@ view at phone width."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from personad.personas.config import PersonaStore
 from tests.conftest import RunningDaemon
 
 from .shots import save_shot
-from .test_page import CHROMIUM, CHROMIUM_ARGS, App, _unique
+from .test_page import CHROMIUM, App, _unique
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,14 +26,6 @@ pytestmark = [
 LOAD_MS = 60_000
 SCORE = re.compile(r"^score \d+\.\d{3}$")
 DASH = "\u2013"  # the page writes ranges and missing ranks with an en dash
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _new_app(browser: Browser, daemon: RunningDaemon, width: int = 1400, height: int = 900) -> App:

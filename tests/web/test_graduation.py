@@ -4,18 +4,17 @@ the celebration view (also linked as #graduation/<persona>), and a persona's goa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from personad.academy.graduation import graduate
 from personad.personas.config import PersonaStore
 from tests.conftest import RunningDaemon
 
-from .test_page import CHROMIUM, CHROMIUM_ARGS, App, _unique
+from .test_page import CHROMIUM, App, _unique
 
 pytestmark = [
     pytest.mark.browser,
@@ -36,14 +35,6 @@ window.Notification = FakeNotification;
 
 BASELINE = {"attacks": 40, "attack_success": 0.45, "attack_success_upper95": 0.6, "benign_pass": 0.74}
 FINAL = {"attacks": 40, "attack_success": 0.025, "attack_success_upper95": 0.129, "benign_pass": 0.73}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _new_app(browser: Browser, daemon: RunningDaemon) -> App:

@@ -7,13 +7,12 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect
 
 from personad.config import DEFAULT_CHROMIUM_ARGS
 from tests.conftest import RunningDaemon
@@ -87,30 +86,6 @@ class App:
         result = self.page.locator("#command-result")
         expect(result).to_have_attribute("data-state", OK_OR_ERROR, timeout=timeout)
         return json.loads(self.page.locator("#command-output").inner_text())
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def app(browser: Browser, shared_daemon: RunningDaemon) -> Iterator[App]:
-    """A fresh context per test: empty localStorage, so a new session id."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    yield App(context.new_page(), shared_daemon)
-    context.close()
-
-
-@pytest.fixture
-def persona_app(browser: Browser, persona_daemon: RunningDaemon) -> Iterator[App]:
-    """The page on a fresh daemon whose personas may use the fake model providers."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    yield App(context.new_page(), persona_daemon)
-    context.close()
 
 
 def _unique(prefix: str) -> str:

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from tests.browser.site import ref, serve
 from tests.conftest import RunningDaemon
-from tests.web.test_page import App, app, browser  # noqa: F401 - the page's fixtures
+from tests.web.test_page import App
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +22,7 @@ def site() -> Iterator[str]:
         yield url
 
 
-def test_the_form_flow_from_the_command_form(app: App, shared_daemon: RunningDaemon, site: str) -> None:  # noqa: F811
+def test_the_form_flow_from_the_command_form(app: App, shared_daemon: RunningDaemon, site: str) -> None:
     page = app.open()
     app.pick_command("browser_navigate")
     page.fill("#param-url", f"{site}/form")

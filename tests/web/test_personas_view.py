@@ -13,12 +13,10 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import RunningDaemon
 from tests.web.shots import save_shot
-from tests.web.test_page import (  # noqa: F401 - fixtures
+from tests.web.test_page import (
     CHROMIUM,
     REPLY_MS,
     App,
-    browser,
-    persona_app,
 )
 
 pytestmark = [
@@ -49,7 +47,7 @@ def _detail(page: Page, persona: str) -> Any:
     return page.locator(f'.persona-detail[data-persona="{persona}"]')
 
 
-def test_create_start_edit_stack_chat_and_logs(persona_app: App, tmp_path: Path) -> None:  # noqa: F811
+def test_create_start_edit_stack_chat_and_logs(persona_app: App, tmp_path: Path) -> None:
     from tests.mesh.helpers import register_chain
 
     app, daemon = persona_app, persona_app.daemon
@@ -166,7 +164,7 @@ def test_create_start_edit_stack_chat_and_logs(persona_app: App, tmp_path: Path)
     assert app.errors == []
 
 
-def test_validation_errors_are_shown_per_field(persona_app: App) -> None:  # noqa: F811
+def test_validation_errors_are_shown_per_field(persona_app: App) -> None:
     app, daemon = persona_app, persona_app.daemon
     page = _open_personas(app)
     page.click("#personas-new")
@@ -213,7 +211,7 @@ def test_validation_errors_are_shown_per_field(persona_app: App) -> None:  # noq
     assert app.errors == []
 
 
-def test_keyboard_only_create_and_delete_with_confirm(persona_app: App) -> None:  # noqa: F811
+def test_keyboard_only_create_and_delete_with_confirm(persona_app: App) -> None:
     app, daemon = persona_app, persona_app.daemon
     page = _open_personas(app)
     page.focus("#personas-new")
@@ -259,7 +257,7 @@ def test_keyboard_only_create_and_delete_with_confirm(persona_app: App) -> None:
 
 
 @pytest.fixture
-def phone_app(browser: Browser, persona_daemon: RunningDaemon) -> Iterator[App]:  # noqa: F811
+def phone_app(browser: Browser, persona_daemon: RunningDaemon) -> Iterator[App]:
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     yield App(context.new_page(), persona_daemon)
     context.close()
@@ -298,7 +296,7 @@ def test_phone_width(phone_app: App) -> None:
     assert app.errors == []
 
 
-def test_the_sidebar_card_links_to_the_persona_page(persona_app: App) -> None:  # noqa: F811
+def test_the_sidebar_card_links_to_the_persona_page(persona_app: App) -> None:
     app, daemon = persona_app, persona_app.daemon
     _command(daemon, "persona_create", {"id": "linked", "name": "Linked", "model_provider": "fake"})
     page = app.open()

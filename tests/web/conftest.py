@@ -1,0 +1,36 @@
+"""The page tests' shared fixtures: one headless Chromium per module, and a fresh browser context per test on
+the shared daemon (``app``) or on a daemon whose personas may use the fake providers (``persona_app``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from tests.conftest import RunningDaemon
+from tests.web.test_page import CHROMIUM, CHROMIUM_ARGS, App
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def app(browser: Browser, shared_daemon: RunningDaemon) -> Iterator[App]:
+    """A fresh context per test: empty localStorage, so a new session id."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    yield App(context.new_page(), shared_daemon)
+    context.close()
+
+
+@pytest.fixture
+def persona_app(browser: Browser, persona_daemon: RunningDaemon) -> Iterator[App]:
+    """The page on a fresh daemon whose personas may use the fake model providers."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    yield App(context.new_page(), persona_daemon)
+    context.close()
