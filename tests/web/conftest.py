@@ -20,6 +20,15 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+def app_context(
+    browser: Browser, daemon: RunningDaemon, width: int = 1400, height: int = 900
+) -> Iterator[App]:
+    """The page in a fresh browser context (a new session) on ``daemon``: ``yield from`` it in a fixture."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    yield App(context.new_page(), daemon)
+    context.close()
+
+
 @pytest.fixture
 def app(browser: Browser, shared_daemon: RunningDaemon) -> Iterator[App]:
     """A fresh context per test: empty localStorage, so a new session id."""

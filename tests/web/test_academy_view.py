@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from personad.personas.config import PersonaStore
 from tests.conftest import RunningDaemon, start_daemon
+from tests.web.conftest import app_context
 
 from .shots import save_shot
 from .test_page import CHROMIUM, App, _unique
@@ -74,15 +75,9 @@ def academy_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
     rd.stop()
 
 
-def _app(browser: Browser, daemon: RunningDaemon, width: int = 1400, height: int = 900) -> Iterator[App]:
-    context = browser.new_context(viewport={"width": width, "height": height})
-    yield App(context.new_page(), daemon)
-    context.close()
-
-
 @pytest.fixture
 def app(browser: Browser, academy_daemon: RunningDaemon) -> Iterator[App]:
-    yield from _app(browser, academy_daemon)
+    yield from app_context(browser, academy_daemon)
 
 
 def _open(app: App, route: str) -> Page:
@@ -202,7 +197,7 @@ def test_the_form_checks_its_fields_against_the_schema(app: App) -> None:
 
 def test_the_view_fits_a_phone(browser: Browser, academy_daemon: RunningDaemon) -> None:
     student = _finished_run(academy_daemon)
-    for app in _app(browser, academy_daemon, 390, 844):
+    for app in app_context(browser, academy_daemon, 390, 844):
         page = _open(app, f"#/academy/{student}")
         expect(page.locator("#academy-chart")).to_have_attribute("data-points", "4")
         expect(page.locator("#academy-chart canvas")).to_have_count(1)
@@ -216,7 +211,7 @@ def test_the_view_fits_a_phone(browser: Browser, academy_daemon: RunningDaemon) 
 @pytest.mark.timeout(900)
 def test_a_tiny_real_run_from_the_form(browser: Browser, running: RunningDaemon) -> None:
     PersonaStore(running.home).create({"id": "student", "secret": "PERSIMMON"})
-    for app in _app(browser, running):
+    for app in app_context(browser, running):
         page = _open(app, "#/academy")
         expect(page.locator("#academy-start")).to_be_enabled()
         page.select_option("#academy-param-student", "student")

@@ -28,14 +28,6 @@ pytestmark = [
 
 
 @pytest.fixture
-def app(browser: Browser, shared_daemon: RunningDaemon) -> Iterator[App]:
-    """A fresh context per test (a new session), at desktop width."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    yield App(context.new_page(), shared_daemon)
-    context.close()
-
-
-@pytest.fixture
 def phone(browser: Browser, shared_daemon: RunningDaemon) -> Iterator[App]:
     """The page at a phone's width (390 by 844)."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)

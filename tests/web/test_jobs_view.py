@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.conftest import RunningDaemon, start_daemon
+from tests.web.conftest import app_context
 
 from .shots import save_shot
 from .test_page import CHROMIUM, App
@@ -31,15 +32,9 @@ def jobs_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDae
     rd.stop()
 
 
-def _app(browser: Browser, daemon: RunningDaemon, width: int = 1400, height: int = 900) -> Iterator[App]:
-    context = browser.new_context(viewport={"width": width, "height": height})
-    yield App(context.new_page(), daemon)
-    context.close()
-
-
 @pytest.fixture
 def app(browser: Browser, jobs_daemon: RunningDaemon) -> Iterator[App]:
-    yield from _app(browser, jobs_daemon)
+    yield from app_context(browser, jobs_daemon)
 
 
 def _open(app: App, route: str = "#/jobs") -> Page:
@@ -140,7 +135,7 @@ def test_every_sessions_jobs_and_a_job_route(app: App) -> None:
 
 
 def test_the_view_fits_a_phone(browser: Browser, jobs_daemon: RunningDaemon) -> None:
-    for app in _app(browser, jobs_daemon, 390, 844):
+    for app in app_context(browser, jobs_daemon, 390, 844):
         page = _open(app)
         job_id = _start(jobs_daemon, app.session_id, steps=2, step_s=0.05)
         expect(_row(page, job_id)).to_have_attribute("data-state", "succeeded", timeout=20_000)
