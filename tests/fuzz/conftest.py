@@ -108,6 +108,8 @@ class Fuzz:
                 params["data"] = MISSING_FILE
         elif command == "academy_train" and self._persona_exists(parsed.student):
             params["student"] = "fuzz-absent"
+        elif command == "academy_exam" and self._persona_exists(parsed.persona):
+            params["persona"] = "fuzz-absent"  # an exam loads the model (own, overrefusal) or runs garak
         elif command == "persona_evolve" and self._persona_exists(parsed.persona or as_persona):
             params["persona"] = "fuzz-absent"  # a persona session evolves itself when persona is omitted
         elif command == "persona_start" and self._persona_exists(parsed.persona):
@@ -134,7 +136,15 @@ def _waits(command: str) -> bool:
     return command.startswith("browser_") or command == "screenshot"
 
 
-HEAVY = ("lora_train", "academy_train", "persona_evolve", "persona_start", "persona_create", "mesh_acquire")
+HEAVY = (
+    "lora_train",
+    "academy_train",
+    "academy_exam",
+    "persona_evolve",
+    "persona_start",
+    "persona_create",
+    "mesh_acquire",
+)
 
 
 # Package scope, not session: its tripwires patch the persona supervisor and the job runner, and must be
