@@ -251,6 +251,7 @@ def garak_suite(
             tail = (proc.stderr or proc.stdout)[-1500:]
             raise CommandFailedError(f"garak failed (exit {proc.returncode}): {tail}", code="garak_failed")
         by_probe, prompts = read_garak_report(reports[-1])
+        version = garak_version(reports[-1])
     by_family: dict[str, list[int]] = {}
     for probe, (hits, total) in by_probe.items():
         cell = by_family.setdefault(probe.split(".")[0], [0, 0])
@@ -260,7 +261,7 @@ def garak_suite(
     total = sum(c[1] for c in by_family.values())
     return {
         "suite": "garak",
-        "source": "garak " + _garak_version(garak),
+        "source": f"garak v{version}" if version else "garak (version unknown)",
         "probes": probes,
         "overall": interval(hits, total),
         "families": {f: interval(h, n) for f, (h, n) in sorted(by_family.items())},
@@ -271,15 +272,16 @@ def garak_suite(
     }
 
 
-def _garak_version(garak: str) -> str:
-    try:
-        out = subprocess.run([garak, "--version"], capture_output=True, text=True, timeout=120, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "(version unknown)"
-    for word in out.stdout.split():
-        if word.startswith("v") and word[1:2].isdigit():
-            return word
-    return "(version unknown)"
+def garak_version(path: Path) -> str | None:
+    """The garak version a report names in its ``init`` entry (read from the run, not by starting garak
+    again)."""
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                entry = json.loads(line)
+                if entry.get("entry_type") == "init":
+                    return str(entry.get("garak_version") or "") or None
+    return None
 
 
 # -- the exam: suites on the persona as it is now ----------------------------------------------------------
