@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.conftest import RunningDaemon
+from tests.conftest import RunningDaemon, start_daemon
 from tests.web.test_page import CHROMIUM, CHROMIUM_ARGS, App
 
 
@@ -18,6 +18,15 @@ def browser() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def plugin_daemon(tmp_path_factory: pytest.TempPathFactory, plugins: str) -> Iterator[RunningDaemon]:
+    """A daemon that loads test-only command plugins (read at start): ``yield from`` it in a fixture."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PERSONAD_PLUGINS", plugins)
+        rd = start_daemon(tmp_path_factory.mktemp("home"))
+    yield rd
+    rd.stop()
 
 
 def app_context(

@@ -13,8 +13,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from personad.personas.config import PersonaStore
-from tests.conftest import RunningDaemon, start_daemon
-from tests.web.conftest import app_context
+from tests.conftest import RunningDaemon
+from tests.web.conftest import app_context, plugin_daemon
 
 from .shots import save_shot
 from .test_page import CHROMIUM, App, _unique
@@ -68,11 +68,7 @@ EXAMS: list[dict[str, Any]] = [
 @pytest.fixture(scope="module")
 def academy_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
     """A daemon with the Academy replay command (the plugin is read when the daemon starts)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PERSONAD_PLUGINS", "tests.fakes.fake_academy")
-        rd = start_daemon(tmp_path_factory.mktemp("home"))
-    yield rd
-    rd.stop()
+    yield from plugin_daemon(tmp_path_factory, "tests.fakes.fake_academy")
 
 
 @pytest.fixture

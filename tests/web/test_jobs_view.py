@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.conftest import RunningDaemon, start_daemon
-from tests.web.conftest import app_context
+from tests.conftest import RunningDaemon
+from tests.web.conftest import app_context, plugin_daemon
 
 from .shots import save_shot
 from .test_page import CHROMIUM, App
@@ -25,11 +25,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def jobs_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PERSONAD_PLUGINS", "tests.fakes.fake_jobs")
-        rd = start_daemon(tmp_path_factory.mktemp("home"))
-    yield rd
-    rd.stop()
+    yield from plugin_daemon(tmp_path_factory, "tests.fakes.fake_jobs")
 
 
 @pytest.fixture
